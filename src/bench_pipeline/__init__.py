@@ -1,0 +1,4 @@
+"""bench_pipeline
+"""
+
+__version__ = "0.1"

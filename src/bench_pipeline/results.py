@@ -1,0 +1,86 @@
+"""The one row format every backend produces, so reports never guess at columns.
+
+A row is one (backend, variant, precision, batch, seq) cell. Every cell gets a row, also
+when it could not run: ``status`` says what happened and ``reason`` says why, so a report
+never silently drops a backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+# What a cell's status may be. "ok" is the only status with timing numbers that count.
+STATUSES = (
+    "ok",  # measured, parity within tolerance
+    "fail_accuracy",  # measured, but outputs outside tolerance: numbers kept, never a winner
+    "unsupported",  # the device cannot run this precision/backend (e.g. FP16 on CPU)
+    "skipped",  # a library or provider is missing, or the GPU is not supported by it
+    "error",  # the backend raised while running the cell
+    "oom",  # out of memory
+    "timeout",  # the cell ran past its time limit
+    "crashed",  # the worker process died (segfault in a native library)
+    "fail_export",  # ONNX export failed
+    "fail_build",  # TensorRT engine build failed
+    "fail_compile",  # torch.compile failed
+)
+
+KEY_COLUMNS = ["backend", "variant", "precision", "batch", "seq"]
+
+COLUMNS = [
+    "model",
+    *KEY_COLUMNS,
+    "status",
+    "reason",
+    "device",
+    "threads",
+    # latency of one call, milliseconds. On GPU: CUDA events; host_* is the synchronized host clock.
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "std_ms",
+    "cov",
+    "cov_flag",  # True when the coefficient of variation is above 2.5 %: a noisy measurement
+    "host_p50_ms",
+    "iterations",
+    "first_call_ms",
+    "throughput_seq_s",
+    "throughput_tok_s",
+    "peak_mem_mb",
+    # one-off costs of getting the backend ready, seconds
+    "setup_s",  # load / session creation / engine deserialization for this variant+precision
+    "export_s",
+    "build_s",
+    "compile_s",
+    # parity against the FP32 eager reference (last hidden state; pooled output where present)
+    "max_abs",
+    "mean_abs",
+    "cosine",
+    "pooled_max_abs",
+    "pooled_mean_abs",
+    "pooled_cosine",
+    "extra",  # JSON text with backend-specific facts (fusion counts, engine size, graph breaks…)
+]
+
+
+def make_row(**fields: Any) -> dict[str, Any]:
+    """A result row with every column present; unknown column names are a programming error."""
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"unknown result columns {sorted(unknown)}; allowed: {COLUMNS}")
+    status = fields.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; allowed: {list(STATUSES)}")
+    return {column: fields.get(column) for column in COLUMNS}
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows to a frame with the fixed column order (an empty sweep still has the columns)."""
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def cell_name(batch: int, seq: int) -> str:
+    """The stable short name of a grid cell, used in MLflow metric keys and file names."""
+    return f"b{batch}_s{seq}"
