@@ -1,0 +1,21 @@
+"""Backends by name. Adding a backend: one module here, one line below, one block in parameters."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from bench_pipeline.backends.base import Backend
+
+# name -> "module:class"; imported only when used, so a missing optional library
+# (onnxruntime, tensorrt) never breaks the project at import time.
+BACKENDS = {
+    "eager": "bench_pipeline.backends.eager:EagerBackend",
+    "dynamo": "bench_pipeline.backends.dynamo:DynamoBackend",
+    "onnxruntime": "bench_pipeline.backends.onnxruntime:OnnxRuntimeBackend",
+    "tensorrt": "bench_pipeline.backends.tensorrt:TensorRTBackend",
+}
+
+
+def load_backend(name: str) -> Backend:
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(import_module(module_name), class_name)()

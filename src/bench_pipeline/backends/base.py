@@ -1,0 +1,87 @@
+"""The small interface every backend implements, so the sweep can treat them all alike.
+
+A backend turns (variant, precision) into a ``Session`` once (load, export, build, compile:
+the one-off cost), and a session turns each grid cell's inputs into a ``CellRunner``
+whose ``run`` is the only thing the harness times. Anything that stops a backend from
+running raises ``CellFailure`` with a status from ``results.STATUSES`` and a reason; the
+sweep turns that into a row and goes on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+
+class CellFailure(Exception):
+    """A cell (or a whole variant) cannot produce a measurement; ``status`` says which kind."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Cell:
+    batch: int
+    seq: int
+
+
+@dataclass
+class BackendContext:
+    """What a backend may use: the resolved model, the device, and artifacts of earlier stages."""
+
+    model_dir: Path
+    model_info: dict[str, Any]
+    device: torch.device
+    threads: int
+    cells: list[Cell]
+    workdir: Path  # a project-local folder for caches and artifacts this backend writes
+    artifacts: dict[str, Any] = field(default_factory=dict)  # e.g. ONNX paths, engines, compiled modules
+
+
+class CellRunner(ABC):
+    """One cell, ready to time: inputs already on the device, outputs pre-allocated where possible."""
+
+    #: the CUDA stream the work is enqueued on, so the harness puts its events there (None: current stream)
+    cuda_stream: torch.cuda.Stream | None = None
+
+    @abstractmethod
+    def run(self) -> None:
+        """One inference. Asynchronous on GPU; the harness synchronizes."""
+
+    @abstractmethod
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The last run's outputs on the host as float32 (``last_hidden_state``, ``pooler_output``)."""
+
+
+class Session(ABC):
+    """A backend ready for one (variant, precision): the model loaded, compiled or built."""
+
+    #: seconds spent getting ready (load, session creation, deserialization), recorded as setup_s
+    setup_s: float = 0.0
+    #: result columns this session fills for every cell (export_s, build_s, compile_s)
+    costs: dict[str, float]
+    #: backend facts for the ``extra`` column (fusion counts, engine size, graph breaks…)
+    extra: dict[str, Any]
+
+    @abstractmethod
+    def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
+        """Bind one cell's host inputs (int64 CPU tensors) to the device and return its runner."""
+
+    def close(self) -> None:
+        """Release device memory before the next variant."""
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
+        """Get ready for (variant, precision); raise ``CellFailure`` when it cannot run here."""

