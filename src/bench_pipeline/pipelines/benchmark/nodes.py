@@ -1,0 +1,69 @@
+"""Benchmark stage: one node per backend, all made from the same template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from bench_pipeline.backends.base import BackendContext
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.pipelines.model.nodes import grid_cells
+from bench_pipeline.results import to_frame
+from bench_pipeline.sweep import configure_torch, resolve_device, run_backend
+
+WORK_DIR = Path("data/02_intermediate")
+
+
+def make_benchmark_node(backend: str, stages: list[str]) -> Callable[..., tuple[pd.DataFrame, pd.DataFrame]]:
+    """The node for ``backend``; ``stages`` name the earlier stages whose artifacts it reads,
+    passed positionally after the three common inputs, in that order."""
+
+    def benchmark(
+        model_info: dict[str, Any], reference: dict[str, np.ndarray], config: BenchmarkConfig, *artifacts: Any
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        spec = config.backends.get(backend)
+        if spec is None or not spec.enabled:
+            return to_frame([]), raw_times_frame({})
+        device = resolve_device(config.device)
+        ctx = BackendContext(
+            model_dir=Path(model_info["path"]),
+            model_info=model_info,
+            device=device,
+            threads=configure_torch(config.threads),
+            cells=grid_cells(config),
+            workdir=WORK_DIR / backend,
+            artifacts=dict(zip(stages, artifacts)),
+        )
+        rows, raw = run_backend(backend, spec, config, ctx, reference)
+        return to_frame(rows), raw_times_frame(raw)
+
+    benchmark.__name__ = f"benchmark_{backend}"
+    benchmark.__qualname__ = benchmark.__name__
+    benchmark.__doc__ = f"Time every {backend} variant x precision x grid cell; one result row per cell."
+    return benchmark
+
+
+def raw_times_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-call times in long form: one row per timed call, keyed like the result rows."""
+    frames = []
+    for key, times in raw.items():
+        backend, variant, precision, cell = key.split("/")
+        batch, seq = (int(part[1:]) for part in cell.split("_"))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "backend": backend,
+                    "variant": variant,
+                    "precision": precision,
+                    "batch": batch,
+                    "seq": seq,
+                    "call": np.arange(len(times)),
+                    "time_ms": times,
+                }
+            )
+        )
+    columns = ["backend", "variant", "precision", "batch", "seq", "call", "time_ms"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

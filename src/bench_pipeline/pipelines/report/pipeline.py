@@ -1,0 +1,19 @@
+from kedro.pipeline import Node, Pipeline
+
+from bench_pipeline.backends import BACKENDS
+from bench_pipeline.pipelines.report.nodes import mlflow_metrics, publish_results
+
+
+def create_pipeline(backends: list[str] | None = None, **kwargs) -> Pipeline:
+    backends = backends or list(BACKENDS)
+    return Pipeline(
+        [
+            Node(
+                publish_results,
+                [f"results_{b}" for b in backends],
+                ["results", "results_csv"],
+                name="aggregate_results_node",
+            ),
+            Node(mlflow_metrics, "results", "benchmark_metrics", name="mlflow_metrics_node"),
+        ]
+    )

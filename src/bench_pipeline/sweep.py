@@ -1,0 +1,174 @@
+"""Run one backend over its variants x precisions x grid cells, one result row per cell.
+
+The loop is the same for every backend: open a session (the one-off cost), then per cell
+bind inputs, time, compare with the reference. Whatever goes wrong in a cell becomes that
+cell's row (status + reason) and the sweep goes on; nothing measured is dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from bench_pipeline.backends import load_backend
+from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session
+from bench_pipeline.config import BackendSpec, BenchmarkConfig
+from bench_pipeline.models import make_inputs
+from bench_pipeline.parity import compare, violation
+from bench_pipeline.results import cell_name, make_row
+from bench_pipeline.timing import StopRule, measure
+
+log = logging.getLogger(__name__)
+
+Reference = dict[str, np.ndarray]  # "b8_s128/last_hidden_state" -> FP32 eager output
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def configure_torch(threads: int | None) -> int:
+    """FP32 means FP32: TF32 off for the reference and every FP32 cell. Threads fixed and returned."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def reference_for(reference: Reference, cell: Cell) -> dict[str, np.ndarray]:
+    prefix = f"{cell_name(cell.batch, cell.seq)}/"
+    return {key.removeprefix(prefix): value for key, value in reference.items() if key.startswith(prefix)}
+
+
+def run_backend(
+    name: str,
+    spec: BackendSpec,
+    config: BenchmarkConfig,
+    ctx: BackendContext,
+    reference: Reference,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Rows for every planned cell, and the raw per-call times of the cells that were timed
+    (keyed ``backend/variant/precision/bB_sS``). ``on_row`` sees each row as it is made."""
+    rows: list[dict[str, Any]] = []
+    raw_times: dict[str, np.ndarray] = {}
+    plan = [(v, p) for v in spec.variants for p in config.precisions_for(v)]
+    with Progress(disable=not sys.stderr.isatty(), transient=True) as progress:
+        task = progress.add_task(name, total=len(plan) * len(ctx.cells))
+        for variant, precision in plan:
+            base = {
+                "model": ctx.model_info["name"],
+                "backend": name,
+                "variant": variant.name,
+                "precision": precision,
+                "device": str(ctx.device),
+                "threads": ctx.threads,
+            }
+            for row, times in _run_variant(name, variant.options, precision, config, ctx, reference, base):
+                rows.append(row)
+                if times is not None:
+                    raw_times[f"{name}/{variant.name}/{precision}/{cell_name(row['batch'], row['seq'])}"] = times
+                if on_row:
+                    on_row(row)
+                progress.advance(task)
+            log.info("%s/%s/%s: %d cells done", name, variant.name, precision, len(ctx.cells))
+    return rows, raw_times
+
+
+def _run_variant(name, options, precision, config, ctx, reference, base):
+    """Yield (row, raw times or None) per cell, also when the session cannot open."""
+    try:
+        session = load_backend(name).open(ctx, base["variant"], precision, options)
+    except Exception as error:  # noqa: BLE001 - every failure becomes rows, the sweep goes on
+        status, reason = _classify(error)
+        for cell in ctx.cells:
+            yield make_row(**base, batch=cell.batch, seq=cell.seq, status=status, reason=reason), None
+        _release(ctx.device)
+        return
+    try:
+        for cell in ctx.cells:
+            yield _run_cell(session, cell, config, ctx, reference, base, precision)
+    finally:
+        session.close()
+        del session
+        _release(ctx.device)
+
+
+def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, reference, base, precision):
+    fields = base | {"batch": cell.batch, "seq": cell.seq, "setup_s": session.setup_s}
+    fields |= session.costs | _cell_costs(session, cell)
+    extra = dict(session.extra)
+    try:
+        inputs = make_inputs(ctx.model_dir, cell.batch, cell.seq, config.seed)
+        runner = session.prepare(inputs, cell)
+        if ctx.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+        rule = StopRule(**config.timing.model_dump())
+        measurement = measure(runner.run, rule, device=ctx.device, stream=runner.cuda_stream)
+        parity = compare(runner.outputs(), reference_for(reference, cell), inputs["attention_mask"].numpy())
+    except Exception as error:  # noqa: BLE001
+        status, reason = _classify(error)
+        del error
+        _release(ctx.device)
+        return make_row(**fields, status=status, reason=reason, extra=_json(extra)), None
+
+    stats = measurement.stats()
+    if measurement.notes:
+        extra["measurement_notes"] = measurement.notes
+    failed = violation(parity, config.tolerances[precision])
+    per_second = 1000.0 / stats["p50_ms"]
+    row = make_row(
+        **fields,
+        **stats,
+        **parity,
+        status="fail_accuracy" if failed else "ok",
+        reason=failed,
+        first_call_ms=measurement.first_call_ms,
+        throughput_seq_s=cell.batch * per_second,
+        throughput_tok_s=cell.batch * cell.seq * per_second,
+        peak_mem_mb=_peak_memory_mb(ctx.device),
+        extra=_json(extra),
+    )
+    return row, measurement.times_ms
+
+
+def _cell_costs(session: Session, cell: Cell) -> dict[str, float]:
+    """Costs that differ per cell (e.g. a compile per static shape), where the session has them."""
+    cell_costs = getattr(session, "cell_costs", None)
+    return cell_costs(cell) if cell_costs else {}
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _classify(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, CellFailure):
+        return error.status, error.reason
+    message = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower():
+        return "oom", message
+    return "error", message
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _json(extra: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in extra.items() if v is not None}, default=str, sort_keys=True)

@@ -1,0 +1,144 @@
+"""The measurement harness: times any callable the same way, whatever the backend.
+
+The recipe (DESIGN.md): first call recorded apart; warm-up by count AND time, longer while
+times still fall; timed calls until both a minimum count AND a minimum time are reached
+(or a ceiling); on GPU CUDA events on the stream that does the work plus a synchronized
+host clock, on CPU ``perf_counter_ns``. Raw per-call times are kept for the artifact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+COV_FLAG = 0.025  # a coefficient of variation above 2.5 % marks a noisy measurement
+
+
+@dataclass(frozen=True)
+class StopRule:
+    warmup_iters: int = 10
+    warmup_s: float = 0.2
+    min_iters: int = 50
+    min_time_s: float = 1.0
+    max_time_s: float = 60.0
+
+
+@dataclass
+class Measurement:
+    """Per-call times in milliseconds. ``times_ms`` is device time on GPU (CUDA events) and the
+    host clock on CPU; ``host_ms`` is always the synchronized host clock."""
+
+    times_ms: np.ndarray
+    host_ms: np.ndarray
+    first_call_ms: float
+    warmup_calls: int
+    hit_ceiling: bool = False  # stopped by max_time_s before min_iters
+    notes: list[str] = field(default_factory=list)
+
+    def stats(self) -> dict[str, float]:
+        return summarize(self.times_ms) | {"host_p50_ms": float(np.median(self.host_ms))}
+
+
+def summarize(times_ms: np.ndarray) -> dict[str, float]:
+    """Latency statistics of one cell; CoV is std/mean, flagged above 2.5 %."""
+    mean = float(np.mean(times_ms))
+    std = float(np.std(times_ms, ddof=1)) if len(times_ms) > 1 else 0.0
+    cov = std / mean if mean > 0 else float("nan")
+    return {
+        "mean_ms": mean,
+        "p50_ms": float(np.percentile(times_ms, 50)),
+        "p90_ms": float(np.percentile(times_ms, 90)),
+        "p99_ms": float(np.percentile(times_ms, 99)),
+        "std_ms": std,
+        "cov": cov,
+        "cov_flag": bool(cov > COV_FLAG),
+        "iterations": int(len(times_ms)),
+    }
+
+
+class _Clock:
+    """Host clock plus, on GPU, CUDA events on the stream that does the work."""
+
+    def __init__(self, device: torch.device, stream: torch.cuda.Stream | None, now_ns: Callable[[], int]):
+        self.cuda = device.type == "cuda"
+        self.stream = stream
+        self.now_ns = now_ns
+
+    def sync(self) -> None:
+        if self.cuda:
+            (self.stream or torch.cuda.current_stream()).synchronize()
+
+    def time_call(self, fn: Callable[[], None]) -> tuple[float, float]:
+        """(time, host time) of one call in ms; both equal on CPU."""
+        if not self.cuda:
+            start = self.now_ns()
+            fn()
+            host = (self.now_ns() - start) / 1e6
+            return host, host
+        stream = self.stream or torch.cuda.current_stream()
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start = self.now_ns()
+        begin.record(stream)
+        fn()
+        end.record(stream)
+        end.synchronize()
+        host = (self.now_ns() - start) / 1e6
+        return begin.elapsed_time(end), host
+
+
+def measure(
+    fn: Callable[[], None],
+    rule: StopRule,
+    *,
+    device: torch.device = torch.device("cpu"),
+    stream: torch.cuda.Stream | None = None,
+    now_ns: Callable[[], int] = time.perf_counter_ns,
+) -> Measurement:
+    clock = _Clock(device, stream, now_ns)
+    first_call_ms, _ = clock.time_call(fn)
+
+    warmup_times = _warm_up(fn, clock, rule)
+
+    times, host = [], []
+    started = now_ns()
+    hit_ceiling = False
+    while True:
+        elapsed_s = (now_ns() - started) / 1e9
+        if len(times) >= rule.min_iters and elapsed_s >= rule.min_time_s:
+            break
+        if elapsed_s >= rule.max_time_s and times:
+            hit_ceiling = True
+            break
+        t, h = clock.time_call(fn)
+        times.append(t)
+        host.append(h)
+    notes = []
+    if hit_ceiling:
+        notes.append(f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
+    return Measurement(np.array(times), np.array(host), first_call_ms, len(warmup_times), hit_ceiling, notes)
+
+
+def _warm_up(fn: Callable[[], None], clock: _Clock, rule: StopRule) -> list[float]:
+    """At least ``warmup_iters`` calls and ``warmup_s`` seconds, then more while the median of
+    the last ten calls is still falling (JIT, autotuning, clock ramp-up), within half the ceiling."""
+    times: list[float] = []
+    started = clock.now_ns()
+    while True:
+        elapsed_s = (clock.now_ns() - started) / 1e9
+        if elapsed_s >= rule.max_time_s / 2:
+            return times
+        if len(times) >= rule.warmup_iters and elapsed_s >= rule.warmup_s and not _still_falling(times):
+            return times
+        times.append(clock.time_call(fn)[1])
+
+
+def _still_falling(times: list[float], window: int = 10, margin: float = 0.05) -> bool:
+    if len(times) < 2 * window:
+        return False
+    previous = np.median(times[-2 * window : -window])
+    recent = np.median(times[-window:])
+    return recent < previous * (1 - margin)
