@@ -9,6 +9,7 @@ import numpy as np
 
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.environment import capture_environment
 from bench_pipeline.models import resolve_model
 from bench_pipeline.reference import compute_reference
 from bench_pipeline.sweep import configure_torch, resolve_device
@@ -27,6 +28,12 @@ def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
     if too_long:  # hub models are only checked here, once their config is local
         raise ValueError(f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})")
     return info
+
+
+def environment_node(config: BenchmarkConfig) -> dict[str, Any]:
+    """GPU, driver, CUDA, clocks, library versions, CPU and threads: recorded with every run."""
+    device = resolve_device(config.device)
+    return capture_environment(device, configure_torch(config.threads))
 
 
 def reference_node(model_info: dict[str, Any], config: BenchmarkConfig) -> dict[str, np.ndarray]:
