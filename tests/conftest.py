@@ -1,0 +1,38 @@
+"""Shared fixtures: real (tiny) models on disk, no hub access."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+
+
+def save_tiny_bert(target: Path, **overrides) -> Path:
+    """A 2-layer random BERT with the embedded model's real tokenizer: a model directory like any other."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from bench_pipeline.models import default_model_dir
+
+    settings = dict(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=128,
+    ) | overrides
+    torch.manual_seed(0)
+    BertModel(BertConfig(**settings)).save_pretrained(target)
+    for name in TOKENIZER_FILES:
+        shutil.copy(default_model_dir() / name, target / name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

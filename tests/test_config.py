@@ -1,0 +1,96 @@
+"""Every bad input a user can type fails early with the value and what is allowed."""
+
+import pytest
+from pydantic import ValidationError
+
+from bench_pipeline.config import BenchmarkConfig
+
+GRID = {"batch_sizes": [1], "sequence_lengths": [16]}
+
+
+def error_of(**fields) -> str:
+    with pytest.raises(ValidationError) as caught:
+        BenchmarkConfig(**({"grid": GRID} | fields))
+    return str(caught.value)
+
+
+def test_defaults_are_valid_and_lists_are_sorted_and_deduplicated():
+    config = BenchmarkConfig(grid={"batch_sizes": [8, 1, 8], "sequence_lengths": [128, 32]})
+    assert config.grid.batch_sizes == [1, 8]
+    assert config.grid.sequence_lengths == [32, 128]
+    assert list(config.enabled_backends()) == ["eager"]
+
+
+def test_unknown_backend_lists_the_allowed_ones():
+    message = error_of(backends={"tensorflow": {}})
+    assert "unknown backend(s) ['tensorflow']" in message
+    assert "'eager'" in message and "'onnxruntime'" in message and "'tensorrt'" in message
+
+
+def test_unknown_precision_lists_the_allowed_ones():
+    message = error_of(precisions=["fp32", "int4"])
+    assert "unknown precision(s) ['int4']" in message and "['fp32', 'fp16', 'bf16']" in message
+
+
+def test_unknown_precision_in_a_variant_names_the_variant():
+    message = error_of(backends={"eager": {"variants": [{"name": "x", "precisions": ["fp8"]}]}})
+    assert "backends.eager.variants[x].precisions" in message
+
+
+@pytest.mark.parametrize("grid", [
+    {"batch_sizes": [], "sequence_lengths": [16]},
+    {"batch_sizes": [1], "sequence_lengths": []},
+    {"batch_sizes": [0], "sequence_lengths": [16]},
+    {"batch_sizes": [1], "sequence_lengths": [-8]},
+])
+def test_empty_or_non_positive_grid_values_are_rejected(grid):
+    message = error_of(grid=grid)
+    assert "grid" in message
+    assert "at least 1 item" in message or "greater than 0" in message
+
+
+def test_sequence_longer_than_the_model_accepts_names_the_limit():
+    message = error_of(grid={"batch_sizes": [1], "sequence_lengths": [128, 1024]})
+    assert "sequence length(s) [1024]" in message and "max_position_embeddings (512)" in message
+
+
+def test_roberta_preset_limit_accounts_for_its_position_offset():
+    message = error_of(model={"source": "preset", "name": "roberta-base"},
+                       grid={"batch_sizes": [1], "sequence_lengths": [513]})
+    assert "max_position_embeddings (512)" in message
+
+
+def test_model_directory_that_does_not_exist(tmp_path):
+    message = error_of(model={"source": "local", "name": str(tmp_path / "nope")})
+    assert "no such directory" in message and "nope" in message
+
+
+def test_model_directory_without_config(tmp_path):
+    message = error_of(model={"source": "local", "name": str(tmp_path)})
+    assert "has no config.json" in message
+
+
+def test_unknown_preset_lists_the_presets():
+    message = error_of(model={"source": "preset", "name": "gpt-7"})
+    assert "unknown model preset 'gpt-7'" in message and "bert-base-uncased" in message
+
+
+def test_hub_source_needs_a_name():
+    assert "model.name is required" in error_of(model={"source": "hub"})
+
+
+def test_unknown_device():
+    assert "unknown device 'tpu'" in error_of(device="tpu")
+
+
+def test_variant_listed_twice():
+    message = error_of(backends={"eager": {"variants": [{"name": "a"}, {"name": "a"}]}})
+    assert "variant names listed twice: ['a']" in message
+
+
+def test_unknown_option_key_is_rejected_not_ignored():
+    assert "precission" in error_of(precission=["fp32"])
+
+
+def test_timing_ceiling_below_floor():
+    assert "max_time_s" in error_of(timing={"min_time_s": 5, "max_time_s": 1})

@@ -1,0 +1,107 @@
+"""`kedro run --pipeline=benchmark` for real, in a temporary copy of the project, then the
+results file and the MLflow store (read back with MlflowClient) are checked."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import PROJECT_ROOT
+
+FAST_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 0}
+
+
+def copy_project(target: Path, benchmark: dict | None = None) -> Path:
+    """The project in ``target``; ``benchmark`` values go to conf/local, which overrides conf/base."""
+    for name in ["conf", "pyproject.toml", ".telemetry", "README.md"]:
+        source = PROJECT_ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target / name)
+    shutil.copytree(PROJECT_ROOT / "src", target / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.rmtree(target / "conf" / "local", ignore_errors=True)
+    (target / "conf" / "local").mkdir()
+    if benchmark:
+        base = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_benchmark.yml").read_text())["benchmark"]
+        local = {"benchmark": base | benchmark}
+        (target / "conf/local/parameters_benchmark.yml").write_text(yaml.safe_dump(local))
+    return target
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    kedro_cli = Path(sys.executable).with_name("kedro")
+    return subprocess.run([str(kedro_cli), *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_bert_dir, tmp_path_factory):
+    project = copy_project(tmp_path_factory.mktemp("project"), {
+        "model": {"source": "local", "name": str(tiny_bert_dir)},
+        "grid": {"batch_sizes": [1, 2], "sequence_lengths": [16]},
+        "precisions": ["fp32", "fp16"],
+        "timing": FAST_TIMING,
+    })
+    result = kedro(project, "run", "--pipeline=benchmark")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project, result
+
+
+def test_results_have_one_row_per_planned_cell(finished_run):
+    project, _ = finished_run
+    results = pd.read_parquet(project / "data/08_reporting/results.parquet")
+    eager = results[results.backend == "eager"]
+    assert sorted(zip(eager.precision, eager.batch, eager.seq)) == [
+        ("fp16", 1, 16), ("fp16", 2, 16), ("fp32", 1, 16), ("fp32", 2, 16)]
+    fp32 = eager[eager.precision == "fp32"]
+    assert (fp32.status == "ok").all() and (fp32.p50_ms > 0).all() and (fp32.speedup == 1.0).all()
+    assert (eager[eager.precision == "fp16"].status == "unsupported").all()
+    csv = pd.read_csv(project / "data/08_reporting/results.csv")
+    assert len(csv) == len(results)
+
+
+def test_mlflow_run_has_params_metrics_tags_and_artifacts(finished_run):
+    project, _ = finished_run
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["bench_pipeline"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    params = run.data.params
+    assert params["grid.batch_sizes"] == "1,2" and params["grid.sequence_lengths"] == "16"
+    assert params["precisions"] == "fp32,fp16" and "eager" in params["backends"].split(",")
+    assert params["model.source"] == "local"
+    metrics = run.data.metrics
+    assert metrics["p50_ms/eager.default/fp32/b2_s16"] > 0
+    assert metrics["speedup/eager.default/fp32/b1_s16"] == 1.0
+    assert metrics["cells/unsupported"] == 2.0
+    history = MlflowClient().get_metric_history(run.info.run_id, "p50_ms_by_batch/eager.default/fp32/s16")
+    assert sorted(m.step for m in history) == [1, 2]
+    tags = run.data.tags
+    assert tags["env.lib.torch"] and tags["env.device"] == "cpu" and tags["model"]
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"results.parquet", "results.csv", "environment.json"} <= artifacts
+
+
+def test_raw_per_call_times_are_kept(finished_run):
+    project, _ = finished_run
+    raw = pd.read_parquet(project / "data/07_model_output/raw_times_eager.parquet")
+    results = pd.read_parquet(project / "data/08_reporting/results.parquet")
+    ok = results[results.status == "ok"]
+    counts = raw.groupby(["precision", "batch", "seq"]).size()
+    for row in ok.itertuples():
+        assert counts[(row.precision, row.batch, row.seq)] == row.iterations
+
+
+def test_bad_parameter_fails_before_any_node_runs(tmp_path):
+    project = copy_project(tmp_path)
+    result = kedro(project, "run", "--pipeline=benchmark", "--params", "benchmark.device=tpu")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "unknown device 'tpu'" in output
+    assert "Running node" not in output and not (project / "data/06_models/model_info.json").exists()

@@ -1,0 +1,134 @@
+"""The sweep on a real model: one row per cell, failures recorded, later cells still run."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench_pipeline.backends import BACKENDS
+from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure
+from bench_pipeline.backends.eager import EagerBackend
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.models import resolve_model
+from bench_pipeline.config import ModelSpec
+from bench_pipeline.reference import compute_reference
+from bench_pipeline.sweep import configure_torch, run_backend
+
+CELLS = [Cell(1, 16), Cell(2, 32)]
+FAST = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 0, "max_time_s": 5}
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_bert_dir, tmp_path_factory):
+    info = resolve_model(ModelSpec(source="local", name=str(tiny_bert_dir)), tmp_path_factory.mktemp("m"), 0)
+    threads = configure_torch(None)
+    ctx = BackendContext(Path(info["path"]), info, torch.device("cpu"), threads, CELLS, tmp_path_factory.mktemp("w"))
+    reference = compute_reference(info, CELLS, torch.device("cpu"), seed=0)
+    return ctx, reference
+
+
+def config_for(backends, precisions=("fp32",)):
+    return BenchmarkConfig(
+        grid={"batch_sizes": [1, 2], "sequence_lengths": [16, 32]},
+        precisions=list(precisions),
+        timing=FAST,
+        backends=backends,
+    )
+
+
+def test_eager_rows_one_per_cell_with_sane_numbers(setup):
+    ctx, reference = setup
+    config = config_for({"eager": {}}, precisions=["fp32", "fp16", "bf16"])
+    rows, raw = run_backend("eager", config.backends["eager"], config, ctx, reference)
+    assert [(r["precision"], r["batch"], r["seq"]) for r in rows] == [
+        (p, c.batch, c.seq) for p in ["fp32", "fp16", "bf16"] for c in CELLS
+    ]
+    by_precision = {p: [r for r in rows if r["precision"] == p] for p in ["fp32", "fp16", "bf16"]}
+    for row in by_precision["fp32"]:
+        assert row["status"] == "ok" and row["reason"] is None
+        assert row["max_abs"] == 0.0 and row["cosine"] == pytest.approx(1.0)
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["iterations"] >= 5 and row["first_call_ms"] > 0
+        assert row["throughput_tok_s"] == pytest.approx(row["throughput_seq_s"] * row["seq"])
+        assert row["threads"] == ctx.threads and row["model"] == ctx.model_info["name"]
+    assert all(r["status"] == "unsupported" and "FP16" in r["reason"] for r in by_precision["fp16"])
+    for row in by_precision["bf16"]:  # this CPU has AMX/AVX512-BF16
+        assert row["status"] == "ok" and 0 < row["max_abs"] < 0.5 and row["cosine"] > 0.99
+    assert set(raw) == {f"eager/default/{p}/b{c.batch}_s{c.seq}" for p in ["fp32", "bf16"] for c in CELLS}
+    assert all(len(t) == r["iterations"] for r in rows if r["status"] == "ok"
+               for k, t in raw.items() if k.endswith(f"{r['precision']}/b{r['batch']}_s{r['seq']}"))
+
+
+class FlakyBackend(Backend):
+    """Cannot open variant 'broken'; in variant 'default' the 1x16 cell raises, 2x32 runs eager."""
+
+    name = "flaky"
+
+    def open(self, ctx, variant, precision, options):
+        if variant == "broken":
+            raise RuntimeError("driver exploded\nlong traceback text")
+        session = EagerBackend().open(ctx, variant, precision, options)
+        prepare = session.prepare
+
+        def flaky_prepare(inputs, cell):
+            if cell == Cell(1, 16):
+                raise CellFailure("skipped", "this shape is not in the profile")
+            return prepare(inputs, cell)
+
+        session.prepare = flaky_prepare
+        return session
+
+
+class WrongBackend(Backend):
+    """Runs eager but returns outputs that are off: a fast wrong answer."""
+
+    name = "wrong"
+
+    def open(self, ctx, variant, precision, options):
+        session = EagerBackend().open(ctx, variant, precision, options)
+        prepare = session.prepare
+
+        def wrong_prepare(inputs, cell):
+            runner = prepare(inputs, cell)
+            outputs = runner.outputs
+            runner.outputs = lambda: {k: v + 1.0 for k, v in outputs().items()}
+            return runner
+
+        session.prepare = wrong_prepare
+        return session
+
+
+@pytest.fixture
+def test_backends(monkeypatch):
+    monkeypatch.setitem(BACKENDS, "flaky", f"{__name__}:FlakyBackend")
+    monkeypatch.setitem(BACKENDS, "wrong", f"{__name__}:WrongBackend")
+
+
+def test_failures_become_rows_and_the_sweep_goes_on(setup, test_backends):
+    ctx, reference = setup
+    config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
+    seen = []
+    rows, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, on_row=seen.append)
+    assert seen == rows
+    statuses = [(r["variant"], r["batch"], r["status"], r["reason"]) for r in rows]
+    assert statuses[:2] == [("broken", 1, "error", "RuntimeError: driver exploded"),
+                            ("broken", 2, "error", "RuntimeError: driver exploded")]
+    assert statuses[2] == ("default", 1, "skipped", "this shape is not in the profile")
+    assert statuses[3][:3] == ("default", 2, "ok")
+
+
+def test_wrong_outputs_are_fail_accuracy_with_numbers_kept(setup, test_backends):
+    ctx, reference = setup
+    config = config_for({"wrong": {}})
+    rows, _ = run_backend("wrong", config.backends["wrong"], config, ctx, reference)
+    assert all(r["status"] == "fail_accuracy" for r in rows)
+    assert all("mean abs diff" in r["reason"] and r["p50_ms"] > 0 for r in rows)
+    assert rows[0]["max_abs"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_reference_keys_cover_every_cell_and_output(setup):
+    _, reference = setup
+    assert set(reference) == {f"b{c.batch}_s{c.seq}/{o}" for c in CELLS for o in ("last_hidden_state", "pooler_output")}
+    assert reference["b2_s32/last_hidden_state"].shape == (2, 32, 32)
+    assert reference["b2_s32/last_hidden_state"].dtype == np.float32
