@@ -85,7 +85,19 @@ def test_mlflow_run_has_params_metrics_tags_and_artifacts(finished_run):
     tags = run.data.tags
     assert tags["env.lib.torch"] and tags["env.device"] == "cpu" and tags["model"]
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
-    assert {"results.parquet", "results.csv", "environment.json"} <= artifacts
+    assert {"results.parquet", "results.csv", "environment.json", "report.html", "report.md", "figures"} <= artifacts
+    figures = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "figures")}
+    assert "figures/speedup_heatmap.png" in figures
+
+
+def test_report_names_every_unsupported_cell_and_embeds_figures(finished_run):
+    project, _ = finished_run
+    html = (project / "data/08_reporting/report.html").read_text()
+    assert "FP16 is not a supported inference precision on CPU" in html
+    assert "data:image/png;base64," in html
+    markdown = (project / "data/08_reporting/report.md").read_text()
+    assert "figures/speedup_heatmap.png" in markdown
+    assert (project / "data/08_reporting/figures/speedup_heatmap.png").stat().st_size > 10_000
 
 
 def test_raw_per_call_times_are_kept(finished_run):

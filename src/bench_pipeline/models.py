@@ -32,7 +32,9 @@ PRESETS = {
 # Files a Hugging Face model directory needs for a model and its tokenizer; weights from
 # safetensors only where a checkpoint offers them (no pickle from the hub).
 _HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
-_TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+# The uncased WordPiece tokenizer of bert-base-uncased (as shipped with all-MiniLM-L6-v2), kept in
+# the package so presets need neither the hub nor the embedded model package.
+PRESET_TOKENIZER = Path(__file__).parent / "resources" / "tokenizer"
 # Models whose position ids start after the padding index, so two positions are not usable.
 _OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 
@@ -155,10 +157,10 @@ def _materialize_preset(preset: str, models_dir: Path, seed: int) -> Path:
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    # Random weights need no matching vocabulary: the embedded uncased WordPiece tokenizer gives
-    # real token ids, all below every preset's vocab size.
-    for name in _TOKENIZER_FILES:
-        shutil.copy(default_model_dir() / name, tmp / name)
+    # Random weights need no matching vocabulary: the uncased WordPiece tokenizer gives real
+    # token ids, all below every preset's vocab size.
+    for tokenizer_file in PRESET_TOKENIZER.iterdir():
+        shutil.copy(tokenizer_file, tmp / tokenizer_file.name)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

@@ -92,8 +92,9 @@ def _run_variant(name, options, precision, config, ctx, reference, base):
         session = load_backend(name).open(ctx, base["variant"], precision, options)
     except Exception as error:  # noqa: BLE001 - every failure becomes rows, the sweep goes on
         status, reason = _classify(error)
+        costs, extra = getattr(error, "costs", {}), _json(getattr(error, "extra", {}))
         for cell in ctx.cells:
-            yield make_row(**base, batch=cell.batch, seq=cell.seq, status=status, reason=reason), None
+            yield make_row(**base, **costs, batch=cell.batch, seq=cell.seq, status=status, reason=reason, extra=extra), None
         _release(ctx.device)
         return
     try:

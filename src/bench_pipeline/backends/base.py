@@ -19,12 +19,20 @@ import torch
 
 
 class CellFailure(Exception):
-    """A cell (or a whole variant) cannot produce a measurement; ``status`` says which kind."""
+    """A cell (or a whole variant) cannot produce a measurement; ``status`` says which kind.
 
-    def __init__(self, status: str, reason: str):
+    ``costs`` and ``extra`` keep what was measured before the failure (e.g. an engine's build
+    time when only its execution is impossible here): a skip must not erase a real result.
+    """
+
+    def __init__(
+        self, status: str, reason: str, costs: dict[str, float] | None = None, extra: dict[str, Any] | None = None
+    ):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.costs = costs or {}
+        self.extra = extra or {}
 
 
 @dataclass(frozen=True)

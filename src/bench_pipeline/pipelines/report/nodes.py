@@ -1,4 +1,5 @@
-"""Report stage: every backend's rows into one table, MLflow metrics and the summary."""
+"""Report stage: thin wiring over ``bench_pipeline.reporting`` — one table for all backends,
+MLflow metrics, figures, and the HTML report with its Markdown twin."""
 
 from __future__ import annotations
 
@@ -6,32 +7,28 @@ import math
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
+from bench_pipeline.reporting import draw_all, html_report, markdown_summary, results_table
 from bench_pipeline.results import COLUMNS, KEY_COLUMNS, cell_name
 
 # Metrics logged per measured cell; the names are stable so runs can be compared cell by cell.
-CELL_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_seq_s", "speedup", "cosine", "peak_mem_mb")
+CELL_METRICS = (
+    "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_seq_s", "speedup", "roofline_pct", "cosine", "peak_mem_mb",
+)
+BY_BATCH = ("p50_ms", "speedup", "throughput_seq_s")
+FIGURES_DIR = "figures"  # relative to the Markdown report
 
 
-def aggregate_results(*frames: pd.DataFrame) -> pd.DataFrame:
-    """One tidy table for all backends, with the speedup over FP32 eager on the same cell."""
+def publish_results(
+    environment: dict[str, Any], model_info: dict[str, Any], *frames: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All backends' rows as one tidy table (speedup, roofline, break-even added), twice:
+    Parquet for tools, CSV for people."""
     non_empty = [f for f in frames if not f.empty]
-    results = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=COLUMNS)
-    results = results.sort_values(KEY_COLUMNS, ignore_index=True)
-    baseline = results[
-        (results.backend == "eager") & (results.variant == "default") & (results.precision == "fp32")
-        & (results.status == "ok")
-    ].set_index(["batch", "seq"])["p50_ms"]
-    measured = results.status.isin(["ok", "fail_accuracy"])
-    base = pd.Series([baseline.get((b, s)) for b, s in zip(results.batch, results.seq)], dtype="float64")
-    results["speedup"] = (base / results.p50_ms.astype("float64")).where(measured)
-    return results
-
-
-def publish_results(*frames: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The aggregated table twice: Parquet for tools, CSV for people (two catalog entries)."""
-    results = aggregate_results(*frames)
-    return results, results
+    rows = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=COLUMNS)
+    table = results_table(rows.sort_values(KEY_COLUMNS, ignore_index=True), environment, model_info)
+    return table, table
 
 
 def mlflow_metrics(results: pd.DataFrame) -> dict[str, Any]:
@@ -51,10 +48,21 @@ def mlflow_metrics(results: pd.DataFrame) -> dict[str, Any]:
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             metrics[f"{name}/{engine}/{cell_name(row.batch, row.seq)}"] = {"value": float(value), "step": 0}
-            if name in ("p50_ms", "speedup", "throughput_seq_s"):
+            if name in BY_BATCH:
                 metrics.setdefault(f"{name}_by_batch/{engine}/s{row.seq}", []).append(
                     {"value": float(value), "step": int(row.batch)}
                 )
     for status, count in results.status.value_counts().items():
         metrics[f"cells/{status}"] = {"value": float(count), "step": 0}
     return metrics
+
+
+def render_report(
+    results: pd.DataFrame, environment: dict[str, Any], model_info: dict[str, Any]
+) -> tuple[dict[str, Figure], str, str]:
+    """The figures (one file each), the self-contained HTML report and its Markdown twin."""
+    figures, notes = draw_all(results, environment, model_info)
+    html = html_report(results, environment, model_info, figures, notes)
+    paths = {name: f"{FIGURES_DIR}/{name}" for name in figures}
+    markdown = markdown_summary(results, environment, model_info, paths, notes)
+    return figures, html, markdown

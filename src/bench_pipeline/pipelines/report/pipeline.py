@@ -1,7 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from bench_pipeline.backends import BACKENDS
-from bench_pipeline.pipelines.report.nodes import mlflow_metrics, publish_results
+from bench_pipeline.pipelines.report.nodes import mlflow_metrics, publish_results, render_report
 
 
 def create_pipeline(backends: list[str] | None = None, **kwargs) -> Pipeline:
@@ -10,10 +10,16 @@ def create_pipeline(backends: list[str] | None = None, **kwargs) -> Pipeline:
         [
             Node(
                 publish_results,
-                [f"results_{b}" for b in backends],
+                ["environment", "model_info", *[f"results_{b}" for b in backends]],
                 ["results", "results_csv"],
                 name="aggregate_results_node",
             ),
             Node(mlflow_metrics, "results", "benchmark_metrics", name="mlflow_metrics_node"),
+            Node(
+                render_report,
+                ["results", "environment", "model_info"],
+                ["report_figures", "report_html", "report_md"],
+                name="render_report_node",
+            ),
         ]
     )

@@ -1,0 +1,113 @@
+"""Thin wiring over ``bench_pipeline.tensorrt_build``: one record per precision, never a crash.
+
+Every engine is built from the export stage's FP32 ONNX: FP32 as is, FP16 from a plain FP16
+copy made here (the export stage's FP16 file is ONNX Runtime's fused graph, which TensorRT's
+parser rejects; see ``float16_onnx``). A build that cannot happen or fails (no TensorRT,
+parser reject, out of memory) becomes that precision's ``{"status", "reason"}``; the tensorrt
+backend turns it into rows with the same status, so a report shows why TensorRT has no
+numbers instead of silently missing it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.tensorrt_build import (
+    EngineError,
+    Flavour,
+    TensorRTBuildSpec,
+    build_engines,
+    detect_flavour,
+    float16_onnx,
+    local_gpu,
+)
+
+log = logging.getLogger(__name__)
+
+NO_BF16 = (
+    "TensorRT builds strongly typed networks, whose precision comes from the ONNX graph, "
+    "and no BF16 ONNX is made (ONNX Runtime's converter writes FP16 only)"
+)
+
+
+def build_engines_node(
+    export_artifacts: dict[str, Any], benchmark: BenchmarkConfig, tensorrt_build: TensorRTBuildSpec
+) -> dict[str, Any]:
+    """Engines for every precision a tensorrt variant asks for, keyed by precision."""
+    precisions = precisions_to_build(benchmark)
+    if not precisions:
+        return {}
+    flavour, missing = detect_flavour(tensorrt_build.flavour)
+    gpu = local_gpu()
+    source = export_artifacts.get("fp32") or failed("fail_export", "the export stage wrote no FP32 ONNX")
+    artifacts = {}
+    for precision in precisions:
+        if source.get("status", "ok") != "ok":
+            entry = failed(source["status"], f"no ONNX to build from: {source.get('reason')}")
+        elif flavour is None:
+            entry = failed("skipped", missing)
+        elif precision == "bf16":
+            entry = failed("unsupported", NO_BF16)
+        else:
+            entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
+        artifacts[precision] = entry
+        _log(precision, entry, flavour)
+    return artifacts
+
+
+def precisions_to_build(benchmark: BenchmarkConfig) -> list[str]:
+    """The precisions of the enabled tensorrt variants, in order; none when tensorrt is off."""
+    spec = benchmark.enabled_backends().get("tensorrt")
+    if spec is None:
+        return []
+    return list(dict.fromkeys(p for variant in spec.variants for p in benchmark.precisions_for(variant)))
+
+
+def failed(status: str, reason: str) -> dict[str, Any]:
+    return {"status": status, "reason": reason}
+
+
+def _build(
+    fp32_path: str, precision: str, benchmark: BenchmarkConfig, spec: TensorRTBuildSpec, flavour: Flavour, gpu: Any
+) -> dict[str, Any]:
+    conversion = None
+    try:
+        if precision == "fp16":
+            conversion = float16_onnx(fp32_path, Path(spec.engine_dir) / "onnx")
+    except Exception as error:  # noqa: BLE001 - a converter failure must not end the run
+        log.exception("tensorrt fp16: FP16 conversion raised")
+        return failed("fail_export", f"FP16 conversion for TensorRT: {type(error).__name__}: {error}")
+    try:
+        record = build_engines(
+            conversion["path"] if conversion else fp32_path,
+            spec,
+            precision=precision,
+            batch_sizes=benchmark.grid.batch_sizes,
+            sequence_lengths=benchmark.grid.sequence_lengths,
+            flavour=flavour,
+            gpu=gpu,
+        )
+    except EngineError as error:
+        return failed(error.status, error.reason)
+    except MemoryError as error:
+        return failed("oom", f"out of host memory while building: {error}")
+    except Exception as error:  # noqa: BLE001 - a native library failing must not end the run
+        log.exception("tensorrt %s: build raised", precision)
+        return failed("fail_build", f"{type(error).__name__}: {error}")
+    if conversion:
+        record["fp16_conversion"] = conversion
+    return record
+
+
+def _log(precision: str, entry: dict[str, Any], flavour: Flavour | None) -> None:
+    if entry["status"] != "ok":
+        log.warning("tensorrt %s: %s: %s", precision, entry["status"], entry["reason"])
+        return
+    log.info(
+        "tensorrt %s: %d engine(s), %.1f s, %.1f MB, %s, compute capability %s%s",
+        precision, len(entry["engines"]), entry["build_s"], entry["engine_bytes"] / 1e6, flavour.label,
+        entry["target_cc"], " (cached)" if entry["cache_hit"] else "",
+    )

@@ -1,0 +1,60 @@
+"""The report as Markdown: the twin of the HTML report, with figures as relative links."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+
+from bench_pipeline.reporting.figures import FIGURE_TITLES
+from bench_pipeline.reporting.sections import FIGURES_PLACEHOLDER, report_sections, title
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured pipe table; written here because pandas' ``to_markdown`` needs the
+    extra ``tabulate`` package for what is a dozen lines."""
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", "<br>")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "|".join(" --- " for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def markdown_summary(
+    df: pd.DataFrame,
+    env: Mapping[str, Any],
+    model_info: Mapping[str, Any],
+    figure_paths: Mapping[str, str] | None = None,
+    figure_notes: Mapping[str, str] | None = None,
+) -> str:
+    """The whole report in Markdown.
+
+    ``figure_paths`` maps figure names (``figures.FIGURE_TITLES`` keys) to paths relative to
+    where the Markdown file is saved; ``figure_notes`` says why a figure was left out.
+    """
+    lines = [f"# {title(df, env, model_info)}", ""]
+    for section in report_sections(df, env, model_info):
+        lines += [f"## {section.title}", ""]
+        if section.kind == FIGURES_PLACEHOLDER:
+            lines += _figures(figure_paths or {}, figure_notes or {})
+            continue
+        if section.text:
+            lines += [section.text, ""]
+        if section.table is not None and not section.table.empty:
+            lines += [markdown_table(section.table), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _figures(paths: Mapping[str, str], notes: Mapping[str, str]) -> list[str]:
+    lines = []
+    for name, path in paths.items():
+        caption = FIGURE_TITLES.get(name, name)
+        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    for note in notes.values():
+        lines += [f"> {note}", ""]
+    if not lines:
+        lines = ["No figures were drawn.", ""]
+    return lines
