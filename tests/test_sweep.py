@@ -13,6 +13,7 @@ from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.models import resolve_model
 from bench_pipeline.config import ModelSpec
 from bench_pipeline.reference import compute_reference
+from bench_pipeline.journal import Journal
 from bench_pipeline.sweep import configure_torch, run_backend
 
 CELLS = [Cell(1, 16), Cell(2, 32)]
@@ -108,9 +109,9 @@ def test_backends(monkeypatch):
 def test_failures_become_rows_and_the_sweep_goes_on(setup, test_backends):
     ctx, reference = setup
     config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
-    seen = []
-    rows, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, on_row=seen.append)
-    assert seen == rows
+    journal = Journal(ctx.workdir / "flaky.jsonl")
+    rows, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1})
+    assert [entry["row"] for entry in journal.load().values()] == rows  # each row on disk as it finished
     statuses = [(r["variant"], r["batch"], r["status"], r["reason"]) for r in rows]
     assert statuses[:2] == [("broken", 1, "error", "RuntimeError: driver exploded"),
                             ("broken", 2, "error", "RuntimeError: driver exploded")]
@@ -132,3 +133,30 @@ def test_reference_keys_cover_every_cell_and_output(setup):
     assert set(reference) == {f"b{c.batch}_s{c.seq}/{o}" for c in CELLS for o in ("last_hidden_state", "pooler_output")}
     assert reference["b2_s32/last_hidden_state"].shape == (2, 32, 32)
     assert reference["b2_s32/last_hidden_state"].dtype == np.float32
+
+
+def test_journaled_cells_are_reused_and_only_errors_are_retried(setup, test_backends):
+    ctx, reference = setup
+    config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
+    journal = Journal(ctx.workdir / "resume.jsonl")
+    first, first_raw = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1})
+    second, second_raw = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1})
+    ok_first = [r for r in first if r["status"] == "ok"]
+    ok_second = [r for r in second if r["status"] == "ok"]
+    assert len(ok_second) == 1 and ok_second[0]["p50_ms"] == ok_first[0]["p50_ms"]  # not measured again
+    assert '"reused_from_journal": true' in ok_second[0]["extra"]
+    assert np.array_equal(second_raw["flaky/default/fp32/b2_s32"], first_raw["flaky/default/fp32/b2_s32"])
+    retried = [r for r in second if r["status"] == "error"]
+    assert len(retried) == 2 and "reused_from_journal" not in (retried[0]["extra"] or "")
+    third, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 2})
+    assert "reused_from_journal" not in next(r for r in third if r["status"] == "ok")["extra"]  # other config
+    fourth, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1}, reuse=False)
+    assert "reused_from_journal" not in next(r for r in fourth if r["status"] == "ok")["extra"]  # forced rerun
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append("k1", {"status": "ok", "p50_ms": 1.0}, np.array([1.0, 2.0]))
+    with journal.path.open("a") as f:
+        f.write('{"key": "k2", "row": {"sta')  # what a SIGKILL mid-write leaves
+    assert list(journal.load()) == ["k1"]

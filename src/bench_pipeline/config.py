@@ -134,6 +134,7 @@ class BenchmarkConfig(_Strict):
     backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
     threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all cores
     seed: int = 0
+    resume: bool = True  # reuse cells already in the journal for the same config and environment
 
     @field_validator("device")
     @classmethod

@@ -11,7 +11,7 @@ import gc
 import json
 import logging
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from rich.progress import Progress
 from bench_pipeline.backends import load_backend
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
+from bench_pipeline.journal import REUSABLE, Journal, cell_key
 from bench_pipeline.models import make_inputs
 from bench_pipeline.parity import compare, violation
 from bench_pipeline.results import cell_name, make_row
@@ -57,12 +58,21 @@ def run_backend(
     config: BenchmarkConfig,
     ctx: BackendContext,
     reference: Reference,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    journal: Journal | None = None,
+    key_context: dict[str, Any] | None = None,
+    reuse: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Rows for every planned cell, and the raw per-call times of the cells that were timed
-    (keyed ``backend/variant/precision/bB_sS``). ``on_row`` sees each row as it is made."""
+    (keyed ``backend/variant/precision/bB_sS``).
+
+    With a ``journal``, each finished cell is appended to it at once, and a cell whose key
+    (``journal.cell_key`` over ``key_context`` and the cell) is already there with a
+    reusable status is taken from it instead of being measured again (unless ``reuse`` is off).
+    """
     rows: list[dict[str, Any]] = []
     raw_times: dict[str, np.ndarray] = {}
+    done = journal.load() if journal and reuse else {}
+    reused = 0
     plan = [(v, p) for v in spec.variants for p in config.precisions_for(v)]
     with Progress(disable=not sys.stderr.isatty(), transient=True) as progress:
         task = progress.add_task(name, total=len(plan) * len(ctx.cells))
@@ -75,30 +85,55 @@ def run_backend(
                 "device": str(ctx.device),
                 "threads": ctx.threads,
             }
-            for row, times in _run_variant(name, variant.options, precision, config, ctx, reference, base):
+            keys = {
+                c: cell_key(key_context or {}, name, variant.name, variant.options, precision, c.batch, c.seq)
+                for c in ctx.cells
+            }
+            kept = {c: done[k] for c, k in keys.items() if k in done and done[k]["row"]["status"] in REUSABLE}
+            todo = [c for c in ctx.cells if c not in kept]
+            fresh = _run_variant(name, variant.options, precision, config, ctx, reference, base, todo) if todo else iter(())
+            for cell in ctx.cells:
+                if cell in kept:
+                    row, times = _reused(kept[cell])
+                    reused += 1
+                else:
+                    row, times = next(fresh)
+                    if journal:
+                        journal.append(keys[cell], row, times)
                 rows.append(row)
                 if times is not None:
-                    raw_times[f"{name}/{variant.name}/{precision}/{cell_name(row['batch'], row['seq'])}"] = times
-                if on_row:
-                    on_row(row)
+                    raw_times[f"{name}/{variant.name}/{precision}/{cell_name(cell.batch, cell.seq)}"] = times
                 progress.advance(task)
+            if todo:
+                fresh.close()  # ends the session (its finally) now, not at garbage collection
             log.info("%s/%s/%s: %d cells done", name, variant.name, precision, len(ctx.cells))
+    if journal:
+        log.info("%s: reused %d of %d cells from %s", name, reused, len(rows), journal.path)
     return rows, raw_times
 
 
-def _run_variant(name, options, precision, config, ctx, reference, base):
-    """Yield (row, raw times or None) per cell, also when the session cannot open."""
+def _reused(entry: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+    """A journaled cell as a row again, marked in ``extra`` as reused rather than measured now."""
+    row = dict(entry["row"])
+    extra = json.loads(row.get("extra") or "{}") | {"reused_from_journal": True}
+    row["extra"] = _json(extra)
+    times = entry.get("raw_times_ms")
+    return row, None if times is None else np.asarray(times)
+
+
+def _run_variant(name, options, precision, config, ctx, reference, base, cells):
+    """Yield (row, raw times or None) for each of ``cells``, also when the session cannot open."""
     try:
         session = load_backend(name).open(ctx, base["variant"], precision, options)
     except Exception as error:  # noqa: BLE001 - every failure becomes rows, the sweep goes on
         status, reason = _classify(error)
         costs, extra = getattr(error, "costs", {}), _json(getattr(error, "extra", {}))
-        for cell in ctx.cells:
+        for cell in cells:
             yield make_row(**base, **costs, batch=cell.batch, seq=cell.seq, status=status, reason=reason, extra=extra), None
         _release(ctx.device)
         return
     try:
-        for cell in ctx.cells:
+        for cell in cells:
             yield _run_cell(session, cell, config, ctx, reference, base, precision)
     finally:
         session.close()

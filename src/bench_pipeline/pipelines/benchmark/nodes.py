@@ -10,19 +10,26 @@ import pandas as pd
 
 from bench_pipeline.backends.base import BackendContext
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.journal import Journal, artifact_hashes, environment_fingerprint
 from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.results import to_frame
 from bench_pipeline.sweep import configure_torch, resolve_device, run_backend
 
 WORK_DIR = Path("data/02_intermediate")
+JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
 
 
 def make_benchmark_node(backend: str, stages: list[str]) -> Callable[..., tuple[pd.DataFrame, pd.DataFrame]]:
     """The node for ``backend``; ``stages`` name the earlier stages whose artifacts it reads,
-    passed positionally after the three common inputs, in that order."""
+    passed positionally after the four common inputs, in that order. Every finished cell is
+    journaled at once; a rerun reuses the cells it finds for the same config and environment."""
 
     def benchmark(
-        model_info: dict[str, Any], reference: dict[str, np.ndarray], config: BenchmarkConfig, *artifacts: Any
+        model_info: dict[str, Any],
+        environment: dict[str, Any],
+        reference: dict[str, np.ndarray],
+        config: BenchmarkConfig,
+        *artifacts: Any,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         spec = config.backends.get(backend)
         if spec is None or not spec.enabled:
@@ -37,7 +44,14 @@ def make_benchmark_node(backend: str, stages: list[str]) -> Callable[..., tuple[
             workdir=WORK_DIR / backend,
             artifacts=dict(zip(stages, artifacts)),
         )
-        rows, raw = run_backend(backend, spec, config, ctx, reference)
+        key_context = {
+            "model": {k: model_info[k] for k in ("path", "name", "num_parameters")},
+            "settings": config.model_dump(include={"timing", "tolerances", "seed", "threads", "device"}),
+            "environment": environment_fingerprint(environment),
+            "artifacts": artifact_hashes(ctx.artifacts),
+        }
+        journal = Journal(JOURNAL_DIR / f"{backend}.jsonl")
+        rows, raw = run_backend(backend, spec, config, ctx, reference, journal, key_context, reuse=config.resume)
         return to_frame(rows), raw_times_frame(raw)
 
     benchmark.__name__ = f"benchmark_{backend}"

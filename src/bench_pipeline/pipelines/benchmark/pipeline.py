@@ -17,7 +17,7 @@ def backend_pipeline(backend: str) -> Pipeline:
         [
             Node(
                 make_benchmark_node(backend, stages),
-                ["model_info", "reference_outputs", "params:benchmark", *artifacts],
+                ["model_info", "environment", "reference_outputs", "params:benchmark", *artifacts],
                 ["results", "raw_times"],
                 name="benchmark_node",
             )
@@ -26,7 +26,7 @@ def backend_pipeline(backend: str) -> Pipeline:
     return Pipeline(
         template,
         namespace=backend,
-        inputs={"model_info", "reference_outputs", *artifacts},
+        inputs={"model_info", "environment", "reference_outputs", *artifacts},
         parameters={"params:benchmark"},
         outputs={"results": f"results_{backend}", "raw_times": f"raw_times_{backend}"},
     )
