@@ -135,6 +135,10 @@ class BenchmarkConfig(_Strict):
     threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all cores
     seed: int = 0
     resume: bool = True  # reuse cells already in the journal for the same config and environment
+    # "process": each backend variant runs in a worker process, so a segfault is a `crashed` cell
+    # and a hang past cell_timeout_s a `timeout` cell, instead of the end of the run.
+    isolation: Literal["none", "process"] = "none"
+    cell_timeout_s: PositiveFloat | None = None
 
     @field_validator("device")
     @classmethod
@@ -172,6 +176,15 @@ class BenchmarkConfig(_Strict):
                 raise ValueError(
                     f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _timeout_needs_isolation(self) -> BenchmarkConfig:
+        if self.cell_timeout_s is not None and self.isolation != "process":
+            raise ValueError(
+                f"cell_timeout_s={self.cell_timeout_s} needs isolation: process (a cell in this process cannot be "
+                "stopped from outside); set isolation: process or remove cell_timeout_s"
+            )
         return self
 
     def enabled_backends(self) -> dict[str, BackendSpec]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from bench_pipeline.pipelines import benchmark, model, report
+from bench_pipeline.pipelines import benchmark, export, model, report, tensorrt
 
-BACKENDS_WIRED = ["eager"]
+BACKENDS_WIRED = ["eager", "onnxruntime", "tensorrt"]
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     stages = {
         "model": model.create_pipeline(),
-        "report": report.create_pipeline(BACKENDS_WIRED),
+        "export": export.create_pipeline(),
+        "tensorrt": tensorrt.create_pipeline(),
     }
-    full = stages["model"] + benchmark.create_pipeline(BACKENDS_WIRED) + stages["report"]
+    full = sum(stages.values(), Pipeline([])) + benchmark.create_pipeline(BACKENDS_WIRED) + report.create_pipeline(
+        BACKENDS_WIRED
+    )
     return {**stages, "benchmark": full, "__default__": full}

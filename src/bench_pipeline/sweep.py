@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import pickle
 import sys
 from typing import Any
 
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from bench_pipeline.backends import load_backend
+from bench_pipeline.backends import BACKENDS, instantiate
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
+from bench_pipeline.isolation import run_isolated
 from bench_pipeline.journal import REUSABLE, Journal, cell_key
 from bench_pipeline.models import make_inputs
 from bench_pipeline.parity import compare, violation
@@ -122,9 +124,32 @@ def _reused(entry: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
 
 
 def _run_variant(name, options, precision, config, ctx, reference, base, cells):
-    """Yield (row, raw times or None) for each of ``cells``, also when the session cannot open."""
+    """Yield (row, raw times or None) for each of ``cells``, in this process or a worker."""
+    payload = {
+        "target": BACKENDS[name],
+        "options": options,
+        "precision": precision,
+        "config": config,
+        "ctx": ctx,
+        "reference": {k: v for c in cells for k, v in reference.items() if k.startswith(f"{cell_name(c.batch, c.seq)}/")},
+        "base": base,
+    }
+    if config.isolation == "process":
+        try:
+            pickle.dumps(payload)
+        except Exception as error:  # noqa: BLE001 - e.g. compiled modules that live in this process
+            log.warning("%s runs in this process: its artifacts cannot move to a worker (%s)", name, error)
+        else:
+            yield from run_isolated(payload, cells, config.cell_timeout_s)
+            return
+    yield from run_variant_here(payload, cells)
+
+
+def run_variant_here(payload: dict[str, Any], cells: list[Cell]):
+    """Open the backend for one (variant, precision) and run ``cells``; every failure is a row."""
+    base, ctx, config, precision = payload["base"], payload["ctx"], payload["config"], payload["precision"]
     try:
-        session = load_backend(name).open(ctx, base["variant"], precision, options)
+        session = instantiate(payload["target"]).open(ctx, base["variant"], precision, payload["options"])
     except Exception as error:  # noqa: BLE001 - every failure becomes rows, the sweep goes on
         status, reason = _classify(error)
         costs, extra = getattr(error, "costs", {}), _json(getattr(error, "extra", {}))
@@ -134,7 +159,7 @@ def _run_variant(name, options, precision, config, ctx, reference, base, cells):
         return
     try:
         for cell in cells:
-            yield _run_cell(session, cell, config, ctx, reference, base, precision)
+            yield _run_cell(session, cell, config, ctx, payload["reference"], base, precision)
     finally:
         session.close()
         del session
@@ -191,11 +216,16 @@ def _peak_memory_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+# How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT).
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
+
+
 def _classify(error: BaseException) -> tuple[str, str]:
     if isinstance(error, CellFailure):
         return error.status, error.reason
     message = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower():
+    text = str(error).lower()
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(m in text for m in _OOM_MESSAGES):
         return "oom", message
     return "error", message
 

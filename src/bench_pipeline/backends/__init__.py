@@ -17,5 +17,10 @@ BACKENDS = {
 
 
 def load_backend(name: str) -> Backend:
-    module_name, class_name = BACKENDS[name].split(":")
+    return instantiate(BACKENDS[name])
+
+
+def instantiate(target: str) -> Backend:
+    """A backend from its "module:class" target (what a worker process receives)."""
+    module_name, class_name = target.split(":")
     return getattr(import_module(module_name), class_name)()

@@ -1,0 +1,145 @@
+"""Thin wiring over ``bench_pipeline.onnx_export``: one record per artifact, never a crash.
+
+A model that cannot be exported becomes ``{"status": "fail_export", "reason": <exporter's
+message>}``; the onnxruntime and tensorrt backends turn that into rows with the same status,
+and every other backend still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.onnx_export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
+from bench_pipeline.sweep import resolve_device
+
+log = logging.getLogger(__name__)
+
+# Backends that read the ONNX export; when none is enabled the stage exports nothing.
+ONNX_BACKENDS = ("onnxruntime", "tensorrt")
+
+
+class ExportConfig(BaseModel):
+    """``params:export``: how the ONNX files are made (validated by Kedro through the type hint)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    opset: int = Field(17, ge=14)
+    # eager: ONNX Runtime's optimizer fuses eager attention into one Attention op, SDPA not at all
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    cache_dir: str = "data/06_models/onnx"
+    # ONNX Runtime's fused graphs (FP16; FP32 for variants with fused: true), built only when
+    # an enabled onnxruntime variant will run them
+    optimize: bool = True
+
+
+def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, export: ExportConfig) -> dict[str, Any]:
+    """The FP32 export, or its failure, or a skip when no enabled backend reads ONNX."""
+    users = [name for name in ONNX_BACKENDS if name in benchmark.enabled_backends()]
+    if not users:
+        return _status("skipped", f"no enabled backend uses ONNX ({', '.join(ONNX_BACKENDS)})")
+    out_path = artifact_dir(model_info, export) / "model.onnx"
+    try:
+        info = export_onnx(
+            model_info["path"],
+            out_path,
+            exporter=export.exporter,
+            opset=export.opset,
+            attn_implementation=export.attn_implementation,
+        )
+    except OnnxExportError as error:
+        log.warning("ONNX export of %s failed: %s", model_info["name"], error)
+        return _status("fail_export", str(error))
+    log.info(
+        "ONNX export of %s: %s opset %d, %.1f MB, %.1f s%s",
+        model_info["name"], info["exporter"], info["opset"], info["size_bytes"] / 1e6, info["export_s"],
+        " (cached)" if info["cached"] else "",
+    )
+    return {"status": "ok", **_public(info, "exporter", "opset", "export_s", "validate_max_rel", "inputs", "outputs")}
+
+
+def optimize_onnx_node(
+    onnx_fp32: dict[str, Any], model_info: dict[str, Any], benchmark: BenchmarkConfig, export: ExportConfig
+) -> dict[str, Any]:
+    """``export_artifacts``: the export as ``fp32``, plus ONNX Runtime's fused graphs that some
+    onnxruntime variant will run: ``fp16`` (fused FP16) and ``fp32_fused`` (fused FP32, for
+    variants with ``fused: true``, e.g. CUDA graphs, which the plain export's CPU shape ops block)."""
+    artifacts = {"fp32": onnx_fp32}
+    if onnx_fp32.get("status") != "ok":
+        return artifacts
+    on_gpu = resolve_device(benchmark.device).type == "cuda"
+    for name in fused_graphs_wanted(benchmark):
+        if not export.optimize:
+            artifacts[name] = _status("skipped", "export.optimize is false")
+            continue
+        float16 = name == "fp16"
+        artifacts[name] = _optimize(onnx_fp32, model_info, float16=float16, use_gpu=float16 or on_gpu)
+    return artifacts
+
+
+def fused_graphs_wanted(benchmark: BenchmarkConfig) -> list[str]:
+    """Which fused graphs the enabled onnxruntime variants will open (none on TensorRT's EP: it
+    cannot build ONNX Runtime's fused ops, it runs the plain export)."""
+    spec = benchmark.enabled_backends().get("onnxruntime")
+    if spec is None:
+        return []
+    default_provider = "cuda" if resolve_device(benchmark.device).type == "cuda" else "cpu"
+    wanted = set()
+    for variant in spec.variants:
+        provider = variant.options.get("provider", default_provider)
+        precisions = benchmark.precisions_for(variant)
+        if provider == "cuda" and "fp16" in precisions:  # the CPU EP has no FP16 kernels
+            wanted.add("fp16")
+        if provider != "tensorrt" and "fp32" in precisions and variant.options.get("fused", False):
+            wanted.add("fp32_fused")
+    return sorted(wanted)
+
+
+def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16: bool, use_gpu: bool) -> dict:
+    label = "FP16" if float16 else "FP32"
+    try:
+        info = optimize_onnx(
+            onnx_fp32["path"],
+            Path(onnx_fp32["path"]).with_name(f"model.opt.{label.lower()}.onnx"),
+            model_type=optimizer_model_type(model_info["model_type"]),
+            num_heads=model_info["num_attention_heads"],
+            hidden_size=model_info["hidden_size"],
+            float16=float16,
+            use_gpu=use_gpu,
+        )
+    except Exception as error:  # noqa: BLE001 - an optimizer failure must not stop the other backends
+        log.warning("ONNX Runtime optimization (%s) of %s failed: %s", label, model_info["name"], error)
+        return _status("fail_export", f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
+    log.info(
+        "ONNX Runtime fused %s graph of %s: %s, %.1f MB, %.1f s%s",
+        label, model_info["name"], info["fusions"], info["size_bytes"] / 1e6, info["optimize_s"],
+        " (cached)" if info["cached"] else "",
+    )
+    return {
+        "status": "ok",
+        **_public(info, "fusions", "optimize_s", "float16", "model_type"),
+        "exporter": onnx_fp32["exporter"],
+        "opset": onnx_fp32["opset"],
+        "export_s": onnx_fp32["export_s"],
+    }
+
+
+def artifact_dir(model_info: dict[str, Any], export: ExportConfig) -> Path:
+    """One folder per model and export recipe; the content key inside decides reuse or rebuild."""
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", model_info["name"]).strip("_") or "model"
+    return Path(export.cache_dir) / model / f"{export.exporter}-opset{export.opset}-{export.attn_implementation}"
+
+
+def _public(info: dict[str, Any], *fields: str) -> dict[str, Any]:
+    common = ("path", "sha256", "size_bytes", "cached")
+    return {name: info[name] for name in (*common, *fields)}
+
+
+def _status(status: str, reason: str) -> dict[str, Any]:
+    return {"status": status, "reason": reason}

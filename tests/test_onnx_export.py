@@ -1,0 +1,310 @@
+"""Real ONNX exports (tiny random BERT, all-MiniLM-L6-v2) run by ONNX Runtime on CPU, the
+content-hashed cache, ONNX Runtime's fusions, and the export stage's Kedro pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.models import default_model_dir, load_model, make_inputs
+from bench_pipeline.onnx_export import (
+    OnnxExportError,
+    export_onnx,
+    file_sha256,
+    manifest_path,
+    optimize_onnx,
+    optimizer_model_type,
+)
+from bench_pipeline.pipelines.export import create_pipeline
+from bench_pipeline.pipelines.export.nodes import ExportConfig, export_onnx_node, fused_graphs_wanted
+
+from conftest import PROJECT_ROOT, save_tiny_bert
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_bert_dir, tmp_path_factory) -> dict:
+    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("tiny-onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def minilm_export(tmp_path_factory) -> dict:
+    return export_onnx(default_model_dir(), tmp_path_factory.mktemp("minilm-onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def minilm_fused_fp32(minilm_export) -> dict:
+    return optimize_onnx(
+        minilm_export["path"],
+        Path(minilm_export["path"]).with_name("model.opt.fp32.onnx"),
+        model_type="bert", num_heads=12, hidden_size=384, float16=False, use_gpu=False,
+    )
+
+
+def run_onnx(path: str, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = {meta.name: inputs[meta.name].numpy() for meta in session.get_inputs()}
+    names = [meta.name for meta in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def run_torch(model_dir: Path, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    model = load_model(model_dir, "fp32", torch.device("cpu"))
+    with torch.no_grad():
+        out = model(**inputs)
+    return {"last_hidden_state": out.last_hidden_state.numpy(), "pooler_output": out.pooler_output.numpy()}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def test_tiny_export_has_named_dynamic_inputs_and_outputs(tiny_export):
+    model = onnx.load(tiny_export["path"])
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    outputs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    assert inputs == {name: ["batch", "sequence"] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    assert outputs == {"last_hidden_state": ["batch", "sequence", 32], "pooler_output": ["batch", 32]}
+    assert tiny_export["opset"] == 17 and tiny_export["exporter"] == "torchscript"
+    assert tiny_export["sha256"] == file_sha256(tiny_export["path"])
+    assert tiny_export["size_bytes"] == os.path.getsize(tiny_export["path"])
+    assert tiny_export["export_s"] > 0 and tiny_export["cached"] is False
+
+
+@pytest.mark.parametrize(("batch", "seq"), [(1, 7), (3, 64)])
+def test_tiny_export_matches_pytorch_at_other_shapes(tiny_export, tiny_bert_dir, batch, seq):
+    inputs = make_inputs(tiny_bert_dir, batch, seq, seed=1)
+    got, expected = run_onnx(tiny_export["path"], inputs), run_torch(tiny_bert_dir, inputs)
+    for name in ("last_hidden_state", "pooler_output"):
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-4, rtol=1e-4)
+
+
+def test_minilm_export_matches_pytorch_on_real_tokens(minilm_export):
+    inputs = make_inputs(default_model_dir(), 4, 48, seed=0)
+    got, expected = run_onnx(minilm_export["path"], inputs), run_torch(default_model_dir(), inputs)
+    real = inputs["attention_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(got["last_hidden_state"][real], expected["last_hidden_state"][real], atol=1e-4)
+    np.testing.assert_allclose(got["pooler_output"], expected["pooler_output"], atol=1e-4)
+
+
+def test_second_export_with_the_same_key_reuses_the_file(tiny_bert_dir, tmp_path):
+    out = tmp_path / "model.onnx"
+    first = export_onnx(tiny_bert_dir, out)
+    mtime = out.stat().st_mtime_ns
+    second = export_onnx(tiny_bert_dir, out)
+    assert first["cached"] is False and second["cached"] is True
+    assert out.stat().st_mtime_ns == mtime  # not written again
+    assert second["sha256"] == first["sha256"] and second["export_s"] == first["export_s"]
+
+
+def test_changed_export_options_rebuild(tiny_bert_dir, tmp_path):
+    out = tmp_path / "model.onnx"
+    export_onnx(tiny_bert_dir, out, opset=17)
+    again = export_onnx(tiny_bert_dir, out, opset=18)
+    assert again["cached"] is False and again["opset"] == 18
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "delete"])
+def test_corrupt_cached_file_is_detected_and_rebuilt(tiny_bert_dir, tmp_path, damage):
+    out = tmp_path / "model.onnx"
+    first = export_onnx(tiny_bert_dir, out)
+    if damage == "truncate":
+        with open(out, "r+b") as handle:
+            handle.truncate(out.stat().st_size // 2)
+    elif damage == "flip_byte":  # same size, one byte different: only the hash can tell
+        data = bytearray(out.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        out.write_bytes(bytes(data))
+    else:
+        out.unlink()
+    rebuilt = export_onnx(tiny_bert_dir, out)
+    assert rebuilt["cached"] is False
+    assert file_sha256(out) == rebuilt["sha256"] == first["sha256"]  # the export is deterministic
+    assert export_onnx(tiny_bert_dir, out)["cached"] is True
+
+
+def test_unreadable_manifest_is_not_trusted(tiny_bert_dir, tmp_path):
+    out = tmp_path / "model.onnx"
+    export_onnx(tiny_bert_dir, out)
+    manifest_path(out).write_text("{not json")
+    assert export_onnx(tiny_bert_dir, out)["cached"] is False
+    assert json.loads(manifest_path(out).read_text())["files"]["model.onnx"] == file_sha256(out)
+
+
+def test_model_without_pooler_or_token_types_exports_what_it_has(tmp_path):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    model_dir = tmp_path / "distilbert"
+    config = DistilBertConfig(vocab_size=100, dim=16, n_layers=1, n_heads=2, hidden_dim=20, max_position_embeddings=32)
+    DistilBertModel(config).save_pretrained(model_dir)
+    info = export_onnx(model_dir, tmp_path / "onnx" / "model.onnx")
+    assert info["inputs"] == ["input_ids", "attention_mask"] and info["outputs"] == ["last_hidden_state"]
+    graph = onnx.load(info["path"]).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in graph.output] == ["last_hidden_state"]
+
+
+def test_dynamo_exporter_matches_pytorch(tiny_bert_dir, tmp_path):
+    info = export_onnx(tiny_bert_dir, tmp_path / "model.onnx", exporter="dynamo")
+    inputs = make_inputs(tiny_bert_dir, 2, 24, seed=0)
+    got, expected = run_onnx(info["path"], inputs), run_torch(tiny_bert_dir, inputs)
+    np.testing.assert_allclose(got["last_hidden_state"], expected["last_hidden_state"], atol=1e-4, rtol=1e-4)
+    assert info["exporter"] == "dynamo" and info["opset"] == 17
+
+
+def test_export_failure_raises_with_the_exporters_message(tiny_bert_dir, tmp_path):
+    with pytest.raises(OnnxExportError, match=r"torchscript export failed: .*opset"):
+        export_onnx(tiny_bert_dir, tmp_path / "model.onnx", opset=6)
+    assert not (tmp_path / "model.onnx").exists() and not manifest_path(tmp_path / "model.onnx").exists()
+
+
+def test_bad_arguments_fail_early(tiny_bert_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown exporter 'jit'.*torchscript.*dynamo"):
+        export_onnx(tiny_bert_dir, tmp_path / "m.onnx", exporter="jit")
+    with pytest.raises(ValueError, match="no config.json"):
+        export_onnx(tmp_path, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="no ONNX Runtime optimizer for model_type 'llama'"):
+        optimizer_model_type("llama")
+    assert optimizer_model_type("roberta") == "bert"
+
+
+# --- optimize ----------------------------------------------------------------------------------
+
+
+def test_tiny_bert_attention_fuses_and_the_fused_graph_matches(tiny_export, tiny_bert_dir, tmp_path):
+    fused = optimize_onnx(tiny_export["path"], tmp_path / "model.opt.fp32.onnx", model_type="bert",
+                          num_heads=2, hidden_size=32, float16=False, use_gpu=False)
+    fusions = fused["fusions"]
+    assert fusions["Attention"] >= 1 and fusions["SkipLayerNormalization"] > 0
+    assert fusions == {"Attention": 2, "EmbedLayerNormalization": 1, "SkipLayerNormalization": 4, "BiasGelu": 2}
+    inputs = make_inputs(tiny_bert_dir, 2, 20, seed=0)
+    got, expected = run_onnx(fused["path"], inputs), run_torch(tiny_bert_dir, inputs)
+    real = inputs["attention_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(got["last_hidden_state"][real], expected["last_hidden_state"][real], atol=1e-4)
+
+
+def test_minilm_fusion_counts(minilm_fused_fp32):
+    assert minilm_fused_fp32["fusions"] == {
+        "Attention": 6, "EmbedLayerNormalization": 1, "SkipLayerNormalization": 12, "BiasGelu": 6,
+    }
+
+
+def test_minilm_fp16_graph_is_half_the_size_and_close(minilm_export, tmp_path):
+    fp16 = optimize_onnx(minilm_export["path"], tmp_path / "model.opt.fp16.onnx", model_type="bert",
+                         num_heads=12, hidden_size=384, float16=True, use_gpu=True)
+    assert fp16["size_bytes"] < 0.55 * minilm_export["size_bytes"]
+    assert fp16["fusions"]["Attention"] == 6
+    inputs = make_inputs(default_model_dir(), 2, 32, seed=0)
+    got = run_onnx(fp16["path"], inputs)  # ORT's CPU EP can run it (slowly): enough to check numbers
+    expected = run_torch(default_model_dir(), inputs)
+    assert got["last_hidden_state"].dtype == np.float32  # FP32 graph outputs kept
+    real = inputs["attention_mask"].numpy().astype(bool)
+    assert cosine(got["last_hidden_state"][real], expected["last_hidden_state"][real]) > 0.999
+
+
+def test_second_optimize_is_a_cache_hit_and_a_new_input_is_not(minilm_export, minilm_fused_fp32, tiny_export):
+    out = Path(minilm_fused_fp32["path"])
+    mtime = out.stat().st_mtime_ns
+    again = optimize_onnx(minilm_export["path"], out, model_type="bert", num_heads=12, hidden_size=384,
+                          float16=False, use_gpu=False)
+    assert again["cached"] is True and again["fusions"] == minilm_fused_fp32["fusions"]
+    assert out.stat().st_mtime_ns == mtime
+    other = optimize_onnx(tiny_export["path"], out.with_name("other.onnx"), model_type="bert", num_heads=2,
+                          hidden_size=32, float16=False, use_gpu=False)
+    assert other["cached"] is False and other["source_sha256"] == tiny_export["sha256"]
+
+
+# --- the Kedro stage ---------------------------------------------------------------------------
+
+
+def benchmark_config(**backends) -> BenchmarkConfig:
+    return BenchmarkConfig(
+        device="cpu",
+        grid={"batch_sizes": [1], "sequence_lengths": [16]},
+        precisions=["fp32", "fp16"],
+        backends={"eager": {}, **backends},
+    )
+
+
+def tiny_model_info(model_dir: Path) -> dict:
+    return {"path": str(model_dir), "name": "tiny/bert", "model_type": "bert", "hidden_size": 32,
+            "num_attention_heads": 2, "has_pooler": True}
+
+
+def test_export_pipeline_writes_fp32_and_fused_graphs(tiny_bert_dir, tmp_path):
+    benchmark = benchmark_config(onnxruntime={"variants": [
+        {"name": "cpu", "options": {"provider": "cpu"}},
+        {"name": "cpu-fused", "precisions": ["fp32"], "options": {"provider": "cpu", "fused": True}},
+        {"name": "cuda", "options": {"provider": "cuda"}},
+    ]})
+    export = ExportConfig(cache_dir=str(tmp_path / "onnx"))
+    catalog = DataCatalog({
+        "model_info": MemoryDataset(tiny_model_info(tiny_bert_dir)),
+        "params:benchmark": MemoryDataset(benchmark),
+        "params:export": MemoryDataset(export),
+        "export_artifacts": MemoryDataset(),
+    })
+    SequentialRunner().run(create_pipeline(), catalog)
+    artifacts = catalog.load("export_artifacts")
+    assert set(artifacts) == {"fp32", "fp16", "fp32_fused"}
+    assert all(a["status"] == "ok" for a in artifacts.values())
+    assert Path(artifacts["fp32"]["path"]).parent == tmp_path / "onnx" / "tiny_bert" / "torchscript-opset17-eager"
+    assert artifacts["fp16"]["fusions"]["Attention"] == 2
+    assert artifacts["fp32_fused"]["fusions"]["SkipLayerNormalization"] == 4
+    json.dumps(artifacts)  # plain JSON for the catalog's JSONDataset
+
+
+def test_fused_graphs_are_built_only_for_variants_that_run_them():
+    cpu_only = benchmark_config(onnxruntime={"variants": [{"name": "cpu", "options": {"provider": "cpu"}}]})
+    assert fused_graphs_wanted(cpu_only) == []  # fp16 on the CPU EP is unsupported: nothing to build
+    trt = benchmark_config(onnxruntime={"variants": [{"name": "trt", "options": {"provider": "tensorrt"}}]})
+    assert fused_graphs_wanted(trt) == []  # TensorRT runs the plain export
+    assert fused_graphs_wanted(benchmark_config()) == []
+
+
+def test_export_node_records_fail_export_instead_of_raising(tiny_bert_dir, tmp_path):
+    benchmark = benchmark_config(onnxruntime={})
+    export = ExportConfig(cache_dir=str(tmp_path), opset=14, exporter="torchscript")
+    broken = tmp_path / "broken"
+    save_tiny_bert(broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    result = export_onnx_node(tiny_model_info(broken), benchmark, export)
+    assert result["status"] == "fail_export" and "could not load" in result["reason"]
+
+
+def test_export_node_skips_when_no_backend_reads_onnx(tiny_bert_dir, tmp_path):
+    result = export_onnx_node(tiny_model_info(tiny_bert_dir), benchmark_config(), ExportConfig(cache_dir=str(tmp_path)))
+    assert result["status"] == "skipped" and "onnxruntime" in result["reason"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_export_config_rejects_unknown_values():
+    with pytest.raises(ValueError, match="exporter"):
+        ExportConfig(exporter="jit")
+    with pytest.raises(ValueError, match="optimise"):
+        ExportConfig(optimise=True)
+
+
+def test_catalog_and_parameters_files_declare_the_stage():
+    import yaml
+
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_export.yml").read_text())
+    assert catalog["export_artifacts"]["type"] == "json.JSONDataset"
+    assert catalog["export_artifacts"]["filepath"] == "data/06_models/export_artifacts.json"
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_export.yml").read_text())
+    ExportConfig(**params["export"])
