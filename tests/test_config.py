@@ -94,3 +94,33 @@ def test_unknown_option_key_is_rejected_not_ignored():
 
 def test_timing_ceiling_below_floor():
     assert "max_time_s" in error_of(timing={"min_time_s": 5, "max_time_s": 1})
+
+
+def test_unknown_dynamo_backend_lists_the_registered_ones():
+    message = error_of(backends={"dynamo": {"variants": [{"name": "x", "options": {"backend": "nvfuser"}}]}})
+    assert "backends.dynamo.variants[x].options" in message and "'nvfuser'" in message and "inductor" in message
+
+
+def test_conflicting_onnxruntime_options_are_rejected():
+    message = error_of(backends={"onnxruntime": {"variants": [{"name": "g", "options": {"provider": "cpu", "cuda_graph": True}}]}})
+    assert "cuda_graph needs provider 'cuda' or 'tensorrt'" in message
+
+
+def test_unknown_onnxruntime_provider():
+    message = error_of(backends={"onnxruntime": {"variants": [{"options": {"provider": "rocm"}}]}})
+    assert "unknown onnxruntime provider 'rocm'" in message and "'cuda'" in message
+
+
+def test_unknown_tensorrt_option():
+    message = error_of(backends={"tensorrt": {"variants": [{"options": {"int8": True}}]}})
+    assert "unknown tensorrt option(s) ['int8']" in message
+
+
+def test_a_backend_listed_twice_in_yaml_is_refused(tmp_path):
+    from kedro.config import OmegaConfigLoader
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text("benchmark:\n  backends:\n    eager: {}\n    eager: {enabled: false}\n")
+    with pytest.raises(Exception, match="duplicate key eager"):
+        OmegaConfigLoader(str(tmp_path), base_env="base", default_run_env="local")["parameters"]

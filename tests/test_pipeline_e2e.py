@@ -56,6 +56,15 @@ def finished_run(tiny_bert_dir, tmp_path_factory):
 def test_results_have_one_row_per_planned_cell(finished_run):
     project, _ = finished_run
     results = pd.read_parquet(project / "data/08_reporting/results.parquet")
+    # the default run lists every backend, runnable here or not
+    assert set(results.backend) == {"eager", "dynamo", "onnxruntime", "tensorrt"}
+    assert not results.duplicated(["backend", "variant", "precision", "batch", "seq"]).any()
+    onnx_cpu = results[(results.backend == "onnxruntime") & (results.variant == "cpu")]
+    assert (onnx_cpu.status == "ok").all() and (onnx_cpu.cosine > 0.99999).all()
+    cuda_rows = results[(results.backend == "onnxruntime") & (results.variant == "cuda")]
+    assert (cuda_rows.status == "skipped").all() and cuda_rows.reason.str.contains("CUDAExecutionProvider").all()
+    inductor = results[(results.backend == "dynamo") & (results.variant == "inductor")]
+    assert (inductor.status == "ok").all() and (inductor.compile_s > 0).all()
     eager = results[results.backend == "eager"]
     assert sorted(zip(eager.precision, eager.batch, eager.seq)) == [
         ("fp16", 1, 16), ("fp16", 2, 16), ("fp32", 1, 16), ("fp32", 2, 16)]
@@ -79,7 +88,9 @@ def test_mlflow_run_has_params_metrics_tags_and_artifacts(finished_run):
     metrics = run.data.metrics
     assert metrics["p50_ms/eager.default/fp32/b2_s16"] > 0
     assert metrics["speedup/eager.default/fp32/b1_s16"] == 1.0
-    assert metrics["cells/unsupported"] == 2.0
+    results = pd.read_parquet(project / "data/08_reporting/results.parquet")
+    for status, count in results.status.value_counts().items():
+        assert metrics[f"cells/{status}"] == count
     history = MlflowClient().get_metric_history(run.info.run_id, "p50_ms_by_batch/eager.default/fp32/s16")
     assert sorted(m.step for m in history) == [1, 2]
     tags = run.data.tags

@@ -160,9 +160,15 @@ class BenchmarkConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown backend(s) {unknown}; allowed: {list(allowed)}")
         for name, spec in backends.items():
+            checker = _options_checker(name)
             for variant in spec.variants:
+                where = f"backends.{name}.variants[{variant.name}]"
                 if variant.precisions is not None:
-                    _valid_precisions(variant.precisions, f"backends.{name}.variants[{variant.name}].precisions")
+                    _valid_precisions(variant.precisions, f"{where}.precisions")
+                try:
+                    checker(variant.options)
+                except ValueError as error:
+                    raise ValueError(f"{where}.options: {error}") from None
         return backends
 
     @model_validator(mode="after")
@@ -192,6 +198,16 @@ class BenchmarkConfig(_Strict):
 
     def precisions_for(self, variant: VariantSpec) -> list[str]:
         return variant.precisions if variant.precisions is not None else self.precisions
+
+
+def _options_checker(backend: str):
+    """The backend's own option check; none where its library is missing (its cells say so)."""
+    from bench_pipeline.backends import load_backend
+
+    try:
+        return load_backend(backend).check_options
+    except ImportError:
+        return lambda options: None
 
 
 def _valid_precisions(precisions: list[str], where: str) -> list[str]:

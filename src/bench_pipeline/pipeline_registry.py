@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from bench_pipeline.pipelines import benchmark, export, model, report, tensorrt
+from bench_pipeline.pipelines import benchmark, dynamo, export, model, report, tensorrt
 
-BACKENDS_WIRED = ["eager", "onnxruntime", "tensorrt"]
+BACKENDS_WIRED = ["eager", "dynamo", "onnxruntime", "tensorrt"]
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,6 +14,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "model": model.create_pipeline(),
         "export": export.create_pipeline(),
         "tensorrt": tensorrt.create_pipeline(),
+        "dynamo": dynamo.create_pipeline(),
     }
     full = sum(stages.values(), Pipeline([])) + benchmark.create_pipeline(BACKENDS_WIRED) + report.create_pipeline(
         BACKENDS_WIRED

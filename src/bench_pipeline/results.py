@@ -53,7 +53,10 @@ COLUMNS = [
     "setup_s",  # load / session creation / engine deserialization for this variant+precision
     "export_s",
     "build_s",
-    "compile_s",
+    "compile_s",  # torch.compile: first call of this cell's shape on a cold cache
+    "compile_warm_s",  # the same on a warm inductor cache
+    "recompiles",  # dynamo recompilations across the grid for this variant
+    "graph_breaks",  # dynamo graph breaks in one trace of the model
     # parity against the FP32 eager reference (last hidden state; pooled output where present)
     "max_abs",
     "mean_abs",

@@ -224,6 +224,8 @@ def _classify(error: BaseException) -> tuple[str, str]:
     if isinstance(error, CellFailure):
         return error.status, error.reason
     message = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    if isinstance(error, ImportError):
+        return "skipped", f"a library this backend needs is not installed: {message}"
     text = str(error).lower()
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(m in text for m in _OOM_MESSAGES):
         return "oom", message

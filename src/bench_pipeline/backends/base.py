@@ -90,6 +90,9 @@ class Session(ABC):
 class Backend(ABC):
     name: ClassVar[str]
 
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming a bad variant option; runs at config validation, before any node."""
+
     @abstractmethod
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         """Get ready for (variant, precision); raise ``CellFailure`` when it cannot run here."""

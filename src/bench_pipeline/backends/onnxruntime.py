@@ -88,6 +88,9 @@ class OrtOptions:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
+    def check_options(self, options: dict[str, Any]) -> None:
+        OrtOptions.parse(options, torch.device("cpu"))
+
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         opts = OrtOptions.parse(options, ctx.device)
         artifact, trt_fp16 = _artifact_for(ctx.artifacts.get("export"), precision, opts)

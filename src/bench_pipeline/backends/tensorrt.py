@@ -58,10 +58,13 @@ _TORCH_DTYPES = {
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
+    def check_options(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise ValueError(f"unknown tensorrt option(s) {unknown} in variant {variant!r}; allowed: {list(OPTIONS)}")
+            raise ValueError(f"unknown tensorrt option(s) {unknown}; allowed: {list(OPTIONS)}")
+
+    def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
+        self.check_options(options)
         entry = ctx.artifacts.get("tensorrt", {}).get(precision)
         if entry is None:
             raise CellFailure("skipped", f"the tensorrt stage built no {precision} engine")

@@ -13,8 +13,9 @@ from safetensors.numpy import load_file, save_file
 class TensorDictDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
     """safetensors holds only tensors and a JSON header, so loading a file cannot run code."""
 
-    def __init__(self, filepath: str):
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
         self._filepath = Path(filepath)
+        self.metadata = metadata  # kedro-viz reads its layer from here
 
     def _load(self) -> dict[str, np.ndarray]:
         return load_file(self._filepath)

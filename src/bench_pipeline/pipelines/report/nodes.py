@@ -15,6 +15,7 @@ from bench_pipeline.results import COLUMNS, KEY_COLUMNS, cell_name
 # Metrics logged per measured cell; the names are stable so runs can be compared cell by cell.
 CELL_METRICS = (
     "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_seq_s", "speedup", "roofline_pct", "cosine", "peak_mem_mb",
+    "setup_s", "export_s", "build_s", "compile_s", "compile_warm_s", "recompiles", "graph_breaks",
 )
 BY_BATCH = ("p50_ms", "speedup", "throughput_seq_s")
 FIGURES_DIR = "figures"  # relative to the Markdown report
