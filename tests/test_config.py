@@ -124,3 +124,13 @@ def test_a_backend_listed_twice_in_yaml_is_refused(tmp_path):
     (tmp_path / "base" / "parameters.yml").write_text("benchmark:\n  backends:\n    eager: {}\n    eager: {enabled: false}\n")
     with pytest.raises(Exception, match="duplicate key eager"):
         OmegaConfigLoader(str(tmp_path), base_env="base", default_run_env="local")["parameters"]
+
+
+def test_a_grid_too_large_for_the_gpu_is_a_warning_naming_the_cell():
+    from bench_pipeline.pipelines.model.nodes import warn_if_grid_may_not_fit
+
+    bert_base = {"num_parameters": 109_482_240, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}
+    config = BenchmarkConfig(grid={"batch_sizes": [1, 256], "sequence_lengths": [128, 512]})
+    assert warn_if_grid_may_not_fit(bert_base, config, free_bytes=80 * 2**30) is None
+    message = warn_if_grid_may_not_fit(bert_base, config, free_bytes=2 * 2**30)
+    assert "batch 256, seq 512" in message and "2.0 GiB free" in message

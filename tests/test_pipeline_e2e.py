@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -128,3 +129,16 @@ def test_bad_parameter_fails_before_any_node_runs(tmp_path):
     assert result.returncode != 0
     assert "unknown device 'tpu'" in output
     assert "Running node" not in output and not (project / "data/06_models/model_info.json").exists()
+
+
+def test_unreachable_mlflow_server_fails_fast_before_any_node(tmp_path):
+    project = copy_project(tmp_path)
+    mlflow_yml = project / "conf/base/mlflow.yml"
+    mlflow_yml.write_text(mlflow_yml.read_text().replace("sqlite:///mlflow.db", "http://127.0.0.1:9"))
+    started = time.monotonic()
+    result = kedro(project, "run", "--pipeline=benchmark")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "http://127.0.0.1:9" in output and "Connection refused" in output
+    assert "Running node" not in output
+    assert time.monotonic() - started < 120  # settings.py caps MLflow's HTTP retries

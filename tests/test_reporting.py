@@ -374,3 +374,19 @@ def test_an_empty_results_table_gives_a_report_that_says_nothing_ran():
     figures, notes = reporting.draw_all(empty, GPU_ENV, BERT_BASE)
     assert figures == {} and len(notes) == 3
     assert "No cells were run" in reporting.html_report(empty, GPU_ENV, BERT_BASE, figures, notes)
+
+
+def test_cells_measured_on_a_throttled_gpu_are_listed_in_the_report():
+    from bench_pipeline.reporting import markdown_summary
+    from bench_pipeline.results import make_row, to_frame
+
+    common = dict(model="m", variant="default", seq=128, device="cuda:0", mean_ms=1.0, p50_ms=1.0, p90_ms=1.1,
+                  p99_ms=1.2, cosine=1.0, max_abs=0.0, mean_abs=0.0)
+    frame = to_frame([
+        make_row(**common, backend="eager", precision="fp32", batch=1, status="ok"),
+        make_row(**common, backend="eager", precision="fp16", batch=1, status="ok",
+                 gpu_warnings="the GPU is throttling its clocks (sw_power_cap)"),
+    ])
+    text = markdown_summary(frame, {"gpu.name": "NVIDIA H200"}, {"name": "m"})
+    assert "Cells measured on a throttled or shared GPU" in text
+    assert "sw_power_cap" in text

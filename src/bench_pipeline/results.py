@@ -64,6 +64,7 @@ COLUMNS = [
     "pooled_max_abs",
     "pooled_mean_abs",
     "pooled_cosine",
+    "gpu_warnings",  # the GPU throttled or shared with other processes right after this cell (None: neither)
     "extra",  # JSON text with backend-specific facts (fusion counts, engine size, graph breaks…)
 ]
 

@@ -4,7 +4,13 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 
 # Instantiated project hooks.
 # For example, after creating a hooks.py and defining a ProjectHooks class there, do
+import os
+
 from bench_pipeline.hooks import MlflowRunDetailsHooks
+
+# An MLflow server that does not answer should fail a run in seconds, not after minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 HOOKS = (MlflowRunDetailsHooks(),)
 

@@ -21,6 +21,7 @@ from rich.progress import Progress
 from bench_pipeline.backends import BACKENDS, instantiate
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
+from bench_pipeline.environment import gpu_state_snapshot, state_warnings
 from bench_pipeline.isolation import run_isolated
 from bench_pipeline.journal import REUSABLE, Journal, cell_key
 from bench_pipeline.models import make_inputs
@@ -185,6 +186,7 @@ def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, refere
         return make_row(**fields, status=status, reason=reason, extra=_json(extra)), None
 
     stats = measurement.stats()
+    gpu_warnings = _gpu_warnings(ctx.device)
     if measurement.notes:
         extra["measurement_notes"] = measurement.notes
     failed = violation(parity, config.tolerances[precision])
@@ -199,6 +201,7 @@ def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, refere
         throughput_seq_s=cell.batch * per_second,
         throughput_tok_s=cell.batch * cell.seq * per_second,
         peak_mem_mb=_peak_memory_mb(ctx.device),
+        gpu_warnings="; ".join(gpu_warnings) or None,
         extra=_json(extra),
     )
     return row, measurement.times_ms
@@ -208,6 +211,14 @@ def _cell_costs(session: Session, cell: Cell) -> dict[str, float]:
     """Costs that differ per cell (e.g. a compile per static shape), where the session has them."""
     cell_costs = getattr(session, "cell_costs", None)
     return cell_costs(cell) if cell_costs else {}
+
+
+def _gpu_warnings(device: torch.device) -> list[str]:
+    """Throttling or other processes on the GPU right after the cell (NVML; a few ms): a number
+    measured on a throttled or shared GPU is flagged on its own row."""
+    if device.type != "cuda":
+        return []
+    return state_warnings(gpu_state_snapshot(device))
 
 
 def _peak_memory_mb(device: torch.device) -> float | None:

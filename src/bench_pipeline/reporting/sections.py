@@ -16,6 +16,7 @@ import pandas as pd
 from bench_pipeline.reporting.figures import device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ms
 from bench_pipeline.reporting.roofline import roofline_basis
+from bench_pipeline.results import KEY_COLUMNS
 from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,
@@ -169,6 +170,13 @@ def _failure_listing(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _flagged_cells(table: pd.DataFrame) -> pd.DataFrame | None:
+    if "gpu_warnings" not in table.columns or not table["gpu_warnings"].notna().any():
+        return None
+    flagged = table[table["gpu_warnings"].notna()]
+    return flagged[[*KEY_COLUMNS, "gpu_warnings"]].astype(str).reset_index(drop=True)
+
+
 def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> list[Section]:
     """The report, top to bottom: summary, environment, model, winners, latency and speedup,
     roofline, figures, cost, parity, and every cell that did not run ok with its reason."""
@@ -225,6 +233,14 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         if measured else "No cell was measured, so there is no parity to show.",
         _pivot(table, _parity_text) if measured else None,
     ))
+    flagged = _flagged_cells(table)
+    if flagged is not None:
+        sections.append(Section(
+            "Cells measured on a throttled or shared GPU",
+            f"{len(flagged)} cell(s) were measured while the GPU throttled its clocks or ran other processes: "
+            "their numbers may be slower than this GPU can do.",
+            flagged,
+        ))
     listing = _failure_listing(table)
     sections.append(Section(
         "Skipped and failed cells",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.config import BenchmarkConfig
@@ -15,6 +17,7 @@ from bench_pipeline.reference import compute_reference
 from bench_pipeline.sweep import configure_torch, resolve_device
 
 MODELS_DIR = Path("data/06_models")
+log = logging.getLogger(__name__)
 
 
 def grid_cells(config: BenchmarkConfig) -> list[Cell]:
@@ -38,4 +41,27 @@ def environment_node(config: BenchmarkConfig) -> dict[str, Any]:
 
 def reference_node(model_info: dict[str, Any], config: BenchmarkConfig) -> dict[str, np.ndarray]:
     configure_torch(config.threads)
-    return compute_reference(model_info, grid_cells(config), resolve_device(config.device), config.seed)
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        warn_if_grid_may_not_fit(model_info, config, free_bytes)
+    return compute_reference(model_info, grid_cells(config), device, config.seed)
+
+
+def warn_if_grid_may_not_fit(model_info: dict[str, Any], config: BenchmarkConfig, free_bytes: int) -> str | None:
+    """A rough FP32 estimate for the largest cell (weights plus one layer's activations and
+    attention scores); a warning, not an error: such cells become `oom` rows, the sweep goes on."""
+    batch, seq = max(config.grid.batch_sizes), max(config.grid.sequence_lengths)
+    hidden = model_info.get("hidden_size") or 0
+    heads = model_info.get("num_attention_heads") or 0
+    ffn = model_info.get("intermediate_size") or 4 * hidden
+    activations = batch * seq * (6 * hidden + ffn) + batch * heads * seq * seq
+    estimate = 4 * (model_info["num_parameters"] + activations)
+    if estimate <= 0.8 * free_bytes:
+        return None
+    message = (
+        f"the largest cell (batch {batch}, seq {seq}) may need ~{estimate / 2**30:.1f} GiB in FP32, "
+        f"near or above the {free_bytes / 2**30:.1f} GiB free on the GPU: expect `oom` cells"
+    )
+    log.warning(message)
+    return message

@@ -1,0 +1,73 @@
+"""Kill a real `kedro run` mid-sweep (SIGKILL) and run it again: no finished cell is lost or
+measured twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from test_pipeline_e2e import copy_project
+
+SLOW_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 1.0}
+CELLS = 9  # 3 batch sizes x 3 sequence lengths, fp32, eager only
+
+
+def start_run(project: Path) -> subprocess.Popen:
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    return subprocess.Popen([kedro, "run", "--pipeline=benchmark"], cwd=project, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def complete_lines(journal: Path) -> list[dict]:
+    if not journal.exists():
+        return []
+    entries = []
+    for line in journal.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # torn by the kill
+    return entries
+
+
+def test_sigkill_mid_sweep_then_rerun_loses_and_remeasures_nothing(tiny_bert_dir, tmp_path):
+    project = copy_project(tmp_path, {
+        "model": {"source": "local", "name": str(tiny_bert_dir)},
+        "grid": {"batch_sizes": [1, 2, 4], "sequence_lengths": [16, 32, 64]},
+        "precisions": ["fp32"],
+        "timing": SLOW_TIMING,
+        "backends": {"eager": {}},
+    })
+    journal = project / "data/07_model_output/journal/eager.jsonl"
+
+    first = start_run(project)
+    deadline = time.monotonic() + 300
+    while len(complete_lines(journal)) < 3 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate()
+    before = complete_lines(journal)
+    assert 3 <= len(before) < CELLS, "the kill must land mid-sweep"
+    assert not (project / "data/08_reporting/results.parquet").exists()
+
+    second = start_run(project)
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output[-3000:]
+    assert f"eager: reused {len(before)} of {CELLS} cells" in " ".join(output.split())
+
+    after = complete_lines(journal)
+    assert after[: len(before)] == before  # what was on disk is untouched
+    assert len(after) == CELLS and len({e["key"] for e in after}) == CELLS  # each cell measured once
+    results = pd.read_parquet(project / "data/08_reporting/results.parquet")
+    assert len(results) == CELLS and (results.status == "ok").all()
+    for entry in before:
+        row = entry["row"]
+        kept = results[(results.batch == row["batch"]) & (results.seq == row["seq"])].iloc[0]
+        assert kept.p50_ms == row["p50_ms"] and kept.iterations == row["iterations"]
+        assert '"reused_from_journal": true' in kept.extra
