@@ -112,6 +112,16 @@ def test_report_names_every_unsupported_cell_and_embeds_figures(finished_run):
     assert (project / "data/08_reporting/figures/speedup_heatmap.png").stat().st_size > 10_000
 
 
+def test_the_run_says_where_its_results_and_mlflow_run_are(finished_run):
+    project, result = finished_run
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "Results:" in output and "report.htm" in output
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run_id = mlflow.search_runs(experiment_names=["bench_pipeline"], output_format="list")[0].info.run_id
+    assert "MLflow run" in output and run_id in output  # rich wraps log lines: check the parts
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in output
+
+
 def test_raw_per_call_times_are_kept(finished_run):
     project, _ = finished_run
     raw = pd.read_parquet(project / "data/07_model_output/raw_times_eager.parquet")

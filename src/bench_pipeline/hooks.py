@@ -42,6 +42,7 @@ def flat_params(config: BenchmarkConfig) -> dict[str, str]:
 class MlflowRunDetailsHooks:
     def __init__(self) -> None:
         self._params_logged = False
+        self._run_id: str | None = None
 
     @hook_impl
     def before_node_run(self, inputs: dict[str, Any]) -> None:
@@ -49,6 +50,7 @@ class MlflowRunDetailsHooks:
         if self._params_logged or not isinstance(config, BenchmarkConfig) or mlflow.active_run() is None:
             return
         mlflow.log_params(flat_params(config))
+        self._run_id = mlflow.active_run().info.run_id
         if config.model.trust_remote_code:
             log.warning("trust_remote_code is on: the model repository's own code runs in this process")
         self._params_logged = True
@@ -64,3 +66,15 @@ class MlflowRunDetailsHooks:
             from bench_pipeline.environment import mlflow_tags
 
             mlflow.set_tags(mlflow_tags(outputs["environment"]))
+
+    @hook_impl
+    def after_pipeline_run(self, catalog) -> None:
+        """Say where the results are: the last thing a user reads after a long run."""
+        reports = [catalog.get(name) for name in ("results_csv", "report_html") if name in catalog]
+        paths = [str(getattr(getattr(d, "_dataset", d), "_filepath", "")) for d in reports if d is not None]
+        log.info("Results: %s", ", ".join(p for p in paths if p) or "data/08_reporting/")
+        if self._run_id:
+            log.info(
+                "MLflow run %s in %s; open it with: mlflow ui --backend-store-uri %s --host 127.0.0.1",
+                self._run_id, mlflow.get_tracking_uri(), mlflow.get_tracking_uri(),
+            )
