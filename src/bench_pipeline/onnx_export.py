@@ -80,11 +80,16 @@ def export_onnx(
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"model_dir {str(model_dir)!r} has no config.json: not a Hugging Face model directory")
     key = export_key(model_dir, exporter=exporter, opset=opset, attn_implementation=attn_implementation)
+    return _cached_or_built(
+        out_path, key, lambda: _export_and_store(model_dir, out_path, key, exporter, opset, attn_implementation)
+    )
+
+
+def _cached_or_built(out_path: Path, key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Under a lock on ``out_path``: its verified cached record for ``key``, or ``build()``'s."""
     with _exclusive(out_path):
         cached = load_cached(out_path, key)
-        if cached is not None:
-            return cached
-        return _export_and_store(model_dir, out_path, key, exporter, opset, attn_implementation)
+        return cached if cached is not None else build()
 
 
 def _export_and_store(
@@ -367,11 +372,9 @@ def optimize_onnx(
             "versions": library_versions(),
         }
     )
-    with _exclusive(out_path):
-        cached = load_cached(out_path, key)
-        if cached is not None:
-            return cached
-        return _optimize_and_store(in_path, out_path, key, options, prepass_on_gpu, source_sha256)
+    return _cached_or_built(
+        out_path, key, lambda: _optimize_and_store(in_path, out_path, key, options, prepass_on_gpu, source_sha256)
+    )
 
 
 def _optimize_and_store(

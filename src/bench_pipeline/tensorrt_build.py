@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationInfo, field_validator
 
+from bench_pipeline.onnx_export import file_sha256
+
 log = logging.getLogger(__name__)
 
 FULL = "tensorrt"
@@ -231,20 +233,12 @@ def describe_profile(profile: dict[str, list[int]]) -> str:
 # ------------------------------------------------------------------------------------- build
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def onnx_digest(path: Path) -> str:
     """sha256 of an ONNX artifact: the file alone, or the file and its ``<name>.data`` weights."""
     data = path.with_name(path.name + ".data")
     if not data.is_file():
-        return sha256_file(path)
-    payload = {path.name: sha256_file(path), data.name: sha256_file(data)}
+        return file_sha256(path)
+    payload = {path.name: file_sha256(path), data.name: file_sha256(data)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -358,7 +352,7 @@ def _cached_record(engine_path: Path, key: str) -> dict[str, Any] | None:
     record = json.loads(sidecar.read_text())
     if record.get("key") != key:
         return None
-    if sha256_file(engine_path) != record.get("sha256"):
+    if file_sha256(engine_path) != record.get("sha256"):
         log.warning("engine %s does not match its recorded hash; rebuilding", engine_path)
         return None
     return record
