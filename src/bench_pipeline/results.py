@@ -48,7 +48,7 @@ COLUMNS = [
     "first_call_ms",
     "throughput_seq_s",
     "throughput_tok_s",
-    "peak_mem_mb",
+    "peak_mem_mb",  # torch allocator peak (torch backends); ONNX Runtime / TensorRT: see extra.device_memory_used_mb
     # one-off costs of getting the backend ready, seconds
     "setup_s",  # load / session creation / engine deserialization for this variant+precision
     "export_s",

@@ -186,7 +186,11 @@ def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, refere
         return make_row(**fields, status=status, reason=reason, extra=_json(extra)), None
 
     stats = measurement.stats()
-    gpu_warnings = _gpu_warnings(ctx.device)
+    snapshot = gpu_state_snapshot(ctx.device) if ctx.device.type == "cuda" else {}
+    gpu_warnings = state_warnings(snapshot)
+    peak_mem_mb = _peak_memory_mb(ctx.device) if session.uses_torch_allocator else None
+    if not session.uses_torch_allocator and snapshot.get("gpu.memory_used_mb") is not None:
+        extra["device_memory_used_mb"] = snapshot["gpu.memory_used_mb"]  # whole GPU, all processes
     if measurement.notes:
         extra["measurement_notes"] = measurement.notes
     failed = violation(parity, config.tolerances[precision])
@@ -200,7 +204,7 @@ def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, refere
         first_call_ms=measurement.first_call_ms,
         throughput_seq_s=cell.batch * per_second,
         throughput_tok_s=cell.batch * cell.seq * per_second,
-        peak_mem_mb=_peak_memory_mb(ctx.device),
+        peak_mem_mb=peak_mem_mb,
         gpu_warnings="; ".join(gpu_warnings) or None,
         extra=_json(extra),
     )
@@ -211,14 +215,6 @@ def _cell_costs(session: Session, cell: Cell) -> dict[str, float]:
     """Costs that differ per cell (e.g. a compile per static shape), where the session has them."""
     cell_costs = getattr(session, "cell_costs", None)
     return cell_costs(cell) if cell_costs else {}
-
-
-def _gpu_warnings(device: torch.device) -> list[str]:
-    """Throttling or other processes on the GPU right after the cell (NVML; a few ms): a number
-    measured on a throttled or shared GPU is flagged on its own row."""
-    if device.type != "cuda":
-        return []
-    return state_warnings(gpu_state_snapshot(device))
 
 
 def _peak_memory_mb(device: torch.device) -> float | None:

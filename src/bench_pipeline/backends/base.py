@@ -78,6 +78,9 @@ class Session(ABC):
     costs: dict[str, float]
     #: backend facts for the ``extra`` column (fusion counts, engine size, graph breaks…)
     extra: dict[str, Any]
+    #: False where the backend allocates device memory itself (ONNX Runtime, TensorRT): torch's
+    #: allocator statistics would then see only the bound buffers, so no peak is reported
+    uses_torch_allocator: bool = True
 
     @abstractmethod
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:

@@ -238,6 +238,8 @@ def _flag(value: bool) -> str:
 
 
 class OrtSession(Session):
+    uses_torch_allocator = False  # its own arena/allocator: torch's peak would undercount
+
     def __init__(
         self,
         session: ort.InferenceSession,

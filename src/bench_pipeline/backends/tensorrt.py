@@ -131,6 +131,8 @@ class TensorRTSession(Session):
     """All engines of one (variant, precision), deserialized up front: one in dynamic mode,
     one per cell in static mode (so a static cell's setup is its own, see ``cell_costs``)."""
 
+    uses_torch_allocator = False  # its own arena/allocator: torch's peak would undercount
+
     def __init__(self, device: torch.device, entry: dict[str, Any], flavour: Flavour, *, cuda_graph: bool):
         if device.index is not None:
             torch.cuda.set_device(device)  # TensorRT deserializes onto the current device
