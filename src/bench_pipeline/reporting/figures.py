@@ -187,12 +187,11 @@ def latency_vs_batch(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappi
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9)
-    fig.suptitle(figure_title("Latency per call: p50 (line), p90–p99 (whisker)", env, model_info, df), fontsize=13)
     excluded = int((df["status"] != "ok").sum())
-    if excluded:
-        fig.text(0.01, 0.005, f"{excluded} cell(s) not ok are not drawn; see the report's failure list.", fontsize=8)
-        fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
+    note = f"{excluded} cell(s) not ok are not drawn; see the report's failure list" if excluded else None
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9,
+               title=note, title_fontsize=8)
+    fig.suptitle(figure_title("Latency per call: p50 (line), p90–p99 (whisker)", env, model_info, df), fontsize=13)
     return fig, None
 
 
