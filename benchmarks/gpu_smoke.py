@@ -1,6 +1,6 @@
-"""A two-minute GPU check of the measurement path (not a benchmark): eager FP16 and ORT CUDA-graph
-FP16 on BERT-base over two cells, then the columns that only a GPU fills.
-Run on the GPU machine: python3 benchmarks/gpu_smoke.py"""
+"""Two-minute GPU checks on BERT-base (not benchmarks), run on the GPU machine:
+  python3 benchmarks/gpu_smoke.py        eager FP16 and ORT CUDA-graph FP16 over two cells: the columns only a GPU fills
+  python3 benchmarks/gpu_smoke.py tf32   ORT CUDA FP32 at 32x512 with and without TF32, beside eager FP32"""
 
 import os
 import subprocess
@@ -12,13 +12,22 @@ import yaml
 
 config = yaml.safe_load(Path("conf/gpu/parameters_benchmark.yml").read_text())
 benchmark = config["benchmark"]
-benchmark["grid"] = {"batch_sizes": [1, 8], "sequence_lengths": [128]}
-benchmark["precisions"] = ["fp16"]
 benchmark["timing"] |= {"min_time_s": 0.3, "min_iters": 20}
-benchmark["backends"] = {
-    "eager": {"variants": [{"name": "default"}]},
-    "onnxruntime": {"variants": [{"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}}]},
-}
+if sys.argv[1:] == ["tf32"]:
+    benchmark["grid"] = {"batch_sizes": [32], "sequence_lengths": [512]}
+    benchmark["precisions"] = ["fp32"]
+    benchmark["backends"] = {
+        "eager": {"variants": [{"name": "default"}]},
+        "onnxruntime": {"variants": [{"name": "cuda", "options": {"provider": "cuda"}},
+                                     {"name": "cuda-tf32", "options": {"provider": "cuda", "tf32": True}}]},
+    }
+else:
+    benchmark["grid"] = {"batch_sizes": [1, 8], "sequence_lengths": [128]}
+    benchmark["precisions"] = ["fp16"]
+    benchmark["backends"] = {
+        "eager": {"variants": [{"name": "default"}]},
+        "onnxruntime": {"variants": [{"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}}]},
+    }
 Path("conf/gpu_smoke").mkdir(exist_ok=True)
 Path("conf/gpu_smoke/parameters_benchmark.yml").write_text(yaml.safe_dump(config))
 run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=benchmark", "--env", "gpu_smoke"],
@@ -26,5 +35,5 @@ run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=benchmar
 print(run.stdout[-1500:], run.stderr[-3000:])
 results = pd.read_parquet("data/08_reporting/results.parquet")
 pd.set_option("display.width", 250)
-print(results[["backend", "variant", "batch", "seq", "status", "reason", "p50_ms", "peak_mem_mb", "gpu_warnings", "extra"]]
-      .assign(extra=results.extra.str.slice(0, 160)).to_string())
+print(results[["backend", "variant", "precision", "batch", "seq", "status", "p50_ms", "cosine", "max_abs", "peak_mem_mb",
+               "gpu_warnings", "extra"]].assign(extra=results.extra.str.slice(0, 120)).to_string())

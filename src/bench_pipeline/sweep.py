@@ -19,7 +19,7 @@ import torch
 from rich.progress import Progress
 
 from bench_pipeline.backends import BACKENDS, instantiate
-from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session
+from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session, is_out_of_memory
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
 from bench_pipeline.environment import gpu_state_snapshot, state_warnings
 from bench_pipeline.isolation import run_isolated
@@ -223,18 +223,13 @@ def _peak_memory_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-# How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT).
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
-
-
 def _classify(error: BaseException) -> tuple[str, str]:
     if isinstance(error, CellFailure):
         return error.status, error.reason
     message = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     if isinstance(error, ImportError):
         return "skipped", f"a library this backend needs is not installed: {message}"
-    text = str(error).lower()
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(m in text for m in _OOM_MESSAGES):
+    if is_out_of_memory(error):
         return "oom", message
     return "error", message
 

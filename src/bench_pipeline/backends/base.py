@@ -18,6 +18,15 @@ import numpy as np
 import torch
 
 
+# How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT arena).
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(m in text for m in _OOM_MESSAGES)
+
+
 class CellFailure(Exception):
     """A cell (or a whole variant) cannot produce a measurement; ``status`` says which kind.
 
