@@ -5,6 +5,9 @@ their provider options are checked here (``_fake_gpu``)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +148,66 @@ def test_missing_artifacts_and_files_are_explained(tiny, tmp_path):
         with pytest.raises(CellFailure, match=words) as failure:
             OnnxRuntimeBackend().open(case, "v", "fp32", options)
         assert failure.value.status == status
+
+
+def fp32_export_at(path: Path) -> dict:
+    return {"export": {"fp32": {"status": "ok", "path": str(path), "export_s": 0.1}}}
+
+
+def test_a_model_ort_cannot_load_is_an_error(tiny, tmp_path):
+    ctx, _ = tiny
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf")
+    case = BackendContext(ctx.model_dir, ctx.model_info, ctx.device, 1, ctx.cells, ctx.workdir, fp32_export_at(broken))
+    with pytest.raises(CellFailure, match="could not create a cpu session for broken.onnx") as failure:
+        OnnxRuntimeBackend().open(case, "v", "fp32", {"provider": "cpu"})
+    assert failure.value.status == "error"
+
+
+_OPEN_UNDER_A_MEMORY_LIMIT = textwrap.dedent("""
+    import json, os, resource, sys
+    from pathlib import Path
+    import torch
+    from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
+    from bench_pipeline.backends.onnxruntime import OnnxRuntimeBackend
+
+    model = Path(sys.argv[1])
+    artifacts = {"export": {"fp32": {"status": "ok", "path": str(model), "export_s": 0.1}}}
+    ctx = BackendContext(model.parent, {}, torch.device("cpu"), 1, [Cell(1, 8)], model.parent, artifacts)
+    # address space for what is loaded now plus 16 MB: less than the model's 64 MB of weights
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + (16 << 20), resource.RLIM_INFINITY))
+    try:
+        OnnxRuntimeBackend().open(ctx, "v", "fp32", {"provider": "cpu"})
+        print(json.dumps({"status": "ok", "reason": ""}))
+    except CellFailure as failure:
+        print(json.dumps({"status": failure.status, "reason": failure.reason}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS and /proc (Linux)")
+def test_running_out_of_memory_while_creating_the_session_is_oom(tmp_path):
+    """A real allocation failure: ONNX Runtime loads 64 MB of weights in a process whose address
+    space is capped (a subprocess, so the cap stays there)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = 16 << 20  # float32: 64 MB
+    weights = numpy_helper.from_array(np.ones(n, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])], [weights],
+    )
+    model = tmp_path / "big.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model),
+                    save_as_external_data=True, location="big.onnx.data")
+
+    child = subprocess.run([sys.executable, "-c", _OPEN_UNDER_A_MEMORY_LIMIT, str(model)],
+                           capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    assert result["status"] == "oom", result["reason"]
+    assert result["reason"].startswith("ONNX Runtime could not create a cpu session for big.onnx: ")
 
 
 @pytest.mark.parametrize(("options", "words"), [

@@ -32,9 +32,27 @@ def test_unknown_precision_lists_the_allowed_ones():
     assert "unknown precision(s) ['int4']" in message and "['fp32', 'fp16', 'bf16']" in message
 
 
-def test_unknown_precision_in_a_variant_names_the_variant():
+def test_unknown_precision_in_a_variant_names_where():
     message = error_of(backends={"eager": {"variants": [{"name": "x", "precisions": ["fp8"]}]}})
-    assert "backends.eager.variants[x].precisions" in message
+    assert "backends.eager.variants.0.precisions" in message and "unknown precision(s) ['fp8']" in message
+
+
+def test_a_precision_listed_twice_in_a_variant_runs_once():
+    config = BenchmarkConfig(grid=GRID, backends={"eager": {"variants": [{"precisions": ["fp32", "fp32"]}]}})
+    assert config.backends["eager"].variants[0].precisions == ["fp32"]
+
+
+def test_a_variant_name_that_cannot_be_a_file_or_metric_name_is_refused():
+    message = error_of(backends={"eager": {"variants": [{"name": "cuda/graph"}]}})
+    assert "variants.0.name" in message and "[A-Za-z0-9_.-]" in message
+
+
+def test_setting_one_tolerance_keeps_the_other_defaults():
+    config = BenchmarkConfig(grid=GRID, tolerances={"fp16": {"min_cosine": 0.99, "max_mean_abs": 0.1}})
+    assert config.tolerances["fp16"].min_cosine == 0.99
+    assert config.tolerances["fp32"].min_cosine == 0.99999 and "bf16" in config.tolerances
+    assert "tolerances for unknown precision(s) ['int8']" in error_of(
+        tolerances={"int8": {"min_cosine": 0.9, "max_mean_abs": 1}})
 
 
 @pytest.mark.parametrize("grid", [

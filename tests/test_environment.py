@@ -95,7 +95,7 @@ def test_capture_on_cpu_records_the_versions_of_the_imported_libraries(cpu_env):
 
 
 def test_capture_records_tensorrt_versions_or_none_when_not_installed(cpu_env):
-    for name in ("tensorrt", "tensorrt_rtx"):
+    for name in ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings"):
         if importlib.util.find_spec(name) is None:
             assert cpu_env[f"lib.{name}"] is None
         else:

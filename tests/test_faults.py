@@ -29,6 +29,7 @@ class FaultyBackend(Backend):
 
     def open(self, ctx, variant, precision, options):
         session = EagerBackend().open(ctx, variant, precision, {})
+        session.extra["torch_threads"] = torch.get_num_threads()  # as the process that runs the cell sees it
         prepare = session.prepare
 
         def faulty_prepare(inputs, cell):
@@ -102,3 +103,8 @@ def test_out_of_memory_in_a_worker_is_recorded_the_same_way(setup):
 def test_cell_timeout_without_isolation_is_a_config_error():
     with pytest.raises(ValueError, match="cell_timeout_s=5.0 needs isolation: process"):
         BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, cell_timeout_s=5)
+
+
+def test_a_worker_process_uses_the_configured_thread_count(setup):
+    rows = sweep(setup, {"fault": "none"}, isolation="process", cell_timeout_s=120, threads=1)
+    assert all(r["status"] == "ok" and '"torch_threads": 1' in r["extra"] for r in rows.values())

@@ -40,10 +40,6 @@ def test_preset_is_materialized_once_with_random_weights(tmp_path):
     assert again["path"] == info["path"] and weights.stat().st_mtime_ns == mtime
 
 
-def test_trust_remote_code_stays_off_by_default():
-    assert ModelSpec().trust_remote_code is False
-
-
 def test_inputs_are_real_token_ids_of_the_exact_shape_and_seeded(tiny_bert_dir):
     a = make_inputs(tiny_bert_dir, 3, 20, seed=0)
     assert set(a) == {"input_ids", "attention_mask", "token_type_ids"}

@@ -19,6 +19,8 @@ from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.models import default_model_dir, load_model, make_inputs
 from bench_pipeline.onnx_export import (
     OnnxExportError,
+    artifact_sha256,
+    cached_artifact,
     export_onnx,
     file_sha256,
     manifest_path,
@@ -26,9 +28,10 @@ from bench_pipeline.onnx_export import (
     optimizer_model_type,
 )
 from bench_pipeline.pipelines.export import create_pipeline
+from bench_pipeline.ort_artifacts import ort_artifact_key
 from bench_pipeline.pipelines.export.nodes import ExportConfig, export_onnx_node, fused_graphs_wanted
 
-from conftest import PROJECT_ROOT, save_tiny_bert
+from conftest import save_tiny_bert
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -232,9 +235,9 @@ def test_second_optimize_is_a_cache_hit_and_a_new_input_is_not(minilm_export, mi
 # --- the Kedro stage ---------------------------------------------------------------------------
 
 
-def benchmark_config(**backends) -> BenchmarkConfig:
+def benchmark_config(device="cpu", **backends) -> BenchmarkConfig:
     return BenchmarkConfig(
-        device="cpu",
+        device=device,
         grid={"batch_sizes": [1], "sequence_lengths": [16]},
         precisions=["fp32", "fp16"],
         backends={"eager": {}, **backends},
@@ -275,6 +278,64 @@ def test_fused_graphs_are_built_only_for_variants_that_run_them():
     trt = benchmark_config(onnxruntime={"variants": [{"name": "trt", "options": {"provider": "tensorrt"}}]})
     assert fused_graphs_wanted(trt) == []  # TensorRT runs the plain export
     assert fused_graphs_wanted(benchmark_config()) == []
+    fp32_only = benchmark_config(onnxruntime={"variants": [{"name": "cuda", "precisions": ["fp32"],
+                                                            "options": {"provider": "cuda"}}]})
+    assert fused_graphs_wanted(fp32_only) == []
+    defaults = {"variants": [{"name": "plain"}, {"name": "fused", "options": {"fused": True}}]}
+    assert fused_graphs_wanted(benchmark_config(onnxruntime=defaults)) == ["fp32_fused"]  # CPU EP on a CPU device
+    # the default provider on a CUDA device is the CUDA EP, which runs the fused FP16 graph
+    assert fused_graphs_wanted(benchmark_config("cuda:1", onnxruntime=defaults)) == ["fp16", "fp32_fused"]
+
+
+@pytest.mark.parametrize(("provider", "precision", "fused", "key"), [
+    ("cpu", "fp32", False, "fp32"),
+    ("cpu", "fp32", True, "fp32_fused"),
+    ("cpu", "fp16", False, None),  # no FP16 kernels on the CPU EP
+    ("cuda", "fp16", False, "fp16"),
+    ("cuda", "fp16", True, "fp16"),
+    ("cuda", "fp32", True, "fp32_fused"),
+    ("tensorrt", "fp16", False, "fp32"),  # TensorRT's FP16 mode on the plain export
+    ("tensorrt", "fp32", False, "fp32"),
+    ("cuda", "bf16", False, None),
+])
+def test_ort_artifact_key_names_the_file_a_variant_runs(provider, precision, fused, key):
+    assert ort_artifact_key(provider, precision, fused) == key
+
+
+def test_ort_artifact_key_rejects_an_unknown_provider():
+    allowed = r"\['cpu', 'cuda', 'tensorrt'\]"
+    with pytest.raises(ValueError, match=rf"unknown onnxruntime provider 'rocm'; allowed: {allowed}"):
+        ort_artifact_key("rocm", "fp32", False)
+
+
+def test_artifact_sha256_is_the_file_hash_or_one_over_file_and_weights(tiny_export, tmp_path):
+    assert artifact_sha256(Path(tiny_export["path"])) == tiny_export["sha256"] == file_sha256(tiny_export["path"])
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"graph")
+    alone = artifact_sha256(model)
+    (tmp_path / "model.onnx.data").write_bytes(b"weights")
+    assert alone == file_sha256(model) != artifact_sha256(model)
+
+
+def test_cached_artifact_reuses_verified_files_and_rebuilds_a_truncated_one(tmp_path):
+    out = tmp_path / "copy.onnx"
+    writes = []
+
+    def write(tmp_file: Path) -> dict:
+        writes.append(tmp_file)
+        tmp_file.write_bytes(b"x" * 1000)
+        return {"source": "made here"}
+
+    first = cached_artifact(out, "key-1", write, elapsed_as="convert_s")
+    assert first["cached"] is False and first["source"] == "made here" and first["convert_s"] >= 0
+    assert first["sha256"] == file_sha256(out) and json.loads(manifest_path(out).read_text())["key"] == "key-1"
+    again = cached_artifact(out, "key-1", write, elapsed_as="convert_s")
+    assert again["cached"] is True and again["source"] == "made here" and len(writes) == 1
+
+    out.write_bytes(b"x" * 10)  # truncated: must not be trusted
+    rebuilt = cached_artifact(out, "key-1", write, elapsed_as="convert_s")
+    assert rebuilt["cached"] is False and len(writes) == 2 and out.stat().st_size == 1000
+    assert cached_artifact(out, "key-2", write, elapsed_as="convert_s")["cached"] is False  # a new key rebuilds
 
 
 def test_export_node_records_fail_export_instead_of_raising(tiny_bert_dir, tmp_path):
@@ -299,12 +360,3 @@ def test_export_config_rejects_unknown_values():
     with pytest.raises(ValueError, match="optimise"):
         ExportConfig(optimise=True)
 
-
-def test_catalog_and_parameters_files_declare_the_stage():
-    import yaml
-
-    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_export.yml").read_text())
-    assert catalog["export_artifacts"]["type"] == "json.JSONDataset"
-    assert catalog["export_artifacts"]["filepath"] == "data/06_models/export_artifacts.json"
-    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_export.yml").read_text())
-    ExportConfig(**params["export"])

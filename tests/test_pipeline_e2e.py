@@ -124,12 +124,19 @@ def test_the_run_says_where_its_results_and_mlflow_run_are(finished_run):
 
 def test_raw_per_call_times_are_kept(finished_run):
     project, _ = finished_run
-    raw = pd.read_parquet(project / "data/07_model_output/raw_times_eager.parquet")
     results = pd.read_parquet(project / "data/08_reporting/results.parquet")
     ok = results[results.status == "ok"]
-    counts = raw.groupby(["precision", "batch", "seq"]).size()
-    for row in ok.itertuples():
-        assert counts[(row.precision, row.batch, row.seq)] == row.iterations
+    key = ["variant", "precision", "batch", "seq"]
+    checked = []
+    for backend, rows in ok.groupby("backend"):
+        raw = pd.read_parquet(project / f"data/07_model_output/raw_times_{backend}.parquet")
+        assert set(raw.backend) == {backend}
+        counts = raw.groupby(key).size()
+        for row in rows.itertuples():
+            cell = (row.variant, row.precision, row.batch, row.seq)
+            assert counts.get(cell, 0) == row.iterations, (backend, cell)  # every timed call of the cell
+        checked.append(backend)
+    assert len(checked) >= 2, checked  # eager and at least one other backend ran ok here
 
 
 def test_bad_parameter_fails_before_any_node_runs(tmp_path):

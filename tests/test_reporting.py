@@ -106,7 +106,7 @@ def row_of(frame, backend, precision, batch, seq):
 
 
 def test_speedup_is_baseline_p50_over_cell_p50():
-    table = reporting.speedup_table(sweep_frame())
+    table = reporting.add_speedup(sweep_frame())
     assert row_of(table, "eager", "fp32", 8, 128)["speedup"] == pytest.approx(1.0)
     assert row_of(table, "eager", "fp16", 8, 128)["speedup"] == pytest.approx(2.0)
     assert row_of(table, "onnxruntime", "fp16", 1, 512)["speedup"] == pytest.approx(4.0)
@@ -121,7 +121,7 @@ def test_speedup_is_empty_where_the_baseline_cell_failed():
     baseline = (frame["backend"] == "eager") & (frame["precision"] == "fp32")
     baseline &= (frame["batch"] == 1) & (frame["seq"] == 128)
     frame.loc[baseline, ["status", "reason"]] = ["error", "RuntimeError: CUDA error: an illegal memory access"]
-    table = reporting.speedup_table(frame)
+    table = reporting.add_speedup(frame)
     assert math.isnan(row_of(table, "eager", "fp16", 1, 128)["speedup"])
     assert row_of(table, "eager", "fp16", 8, 128)["speedup"] == pytest.approx(2.0)
 
@@ -163,6 +163,37 @@ def test_break_even_counts_calls_that_repay_the_extra_one_off_cost():
     assert set(even["status"]) == {"ok"}
 
 
+def test_a_slower_configuration_with_no_extra_one_off_cost_never_breaks_even():
+    frame = to_frame([
+        measured("eager", "default", "fp32", 1, 128, 6.1, setup_s=1.5),
+        measured("eager", "default", "bf16", 1, 128, 6.7, setup_s=1.5),  # slower, same cost: never
+        measured("eager", "default", "fp16", 1, 128, 3.0, setup_s=1.5),  # faster, same cost: at once
+    ])
+    even = reporting.break_even(frame)
+    assert row_of(even, "eager", "bf16", 1, 128)["extra_one_off_s"] == 0
+    assert math.isinf(row_of(even, "eager", "bf16", 1, 128)["break_even_calls"])
+    assert row_of(even, "eager", "fp16", 1, 128)["break_even_calls"] == 0
+
+
+def test_a_compile_paid_by_the_first_shape_is_charged_to_every_cell_of_the_configuration():
+    # dynamic shapes: 1x128 compiles (40 s); 8x128 reuses that graph, its first call takes 0.02 s
+    frame = to_frame([
+        measured("eager", "default", "fp32", 1, 128, 6.1, setup_s=1.5),
+        measured("eager", "default", "fp32", 8, 128, 9.8, setup_s=1.5),
+        measured("dynamo", "dynamic", "fp32", 1, 128, 3.1, setup_s=1.0, compile_s=40.0),
+        measured("dynamo", "dynamic", "fp32", 8, 128, 4.9, setup_s=1.0, compile_s=0.02),
+    ])
+    even = reporting.break_even(frame)
+    second = row_of(even, "dynamo", "fp32", 8, 128)
+    assert second["one_off_s"] == pytest.approx(41.0)
+    assert second["extra_one_off_s"] == pytest.approx(39.5)
+    assert second["break_even_calls"] == pytest.approx(39.5e3 / (9.8 - 4.9))
+    table = reporting.results_table(frame, GPU_ENV, BERT_BASE)
+    assert row_of(table, "dynamo", "fp32", 8, 128)["one_off_s"] == pytest.approx(41.0)
+    markdown = reporting.markdown_summary(frame, GPU_ENV, BERT_BASE)
+    assert "| dynamo:dynamic fp32 | 1.00 | 40.00 |" in markdown  # the cost table shows the same compile
+
+
 def test_results_table_adds_derived_columns_and_survives_parquet(tmp_path):
     table = reporting.results_table(sweep_frame(), GPU_ENV, BERT_BASE)
     for column in ("speedup", "break_even_calls", "gflops", "achieved_tflops", "roofline_ms", "roofline_pct"):
@@ -171,8 +202,7 @@ def test_results_table_adds_derived_columns_and_survives_parquet(tmp_path):
     assert reporting.results_table(table, GPU_ENV, BERT_BASE).equals(table)  # applying twice changes nothing
     path = tmp_path / "results.parquet"
     table.to_parquet(path)
-    again = pd.read_parquet(path)
-    assert "No cell succeeded" not in reporting.markdown_summary(again, GPU_ENV, BERT_BASE)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), table)
 
 
 def test_bad_frames_fail_early_naming_the_problem():
@@ -180,7 +210,7 @@ def test_bad_frames_fail_early_naming_the_problem():
         reporting.winners(sweep_frame().drop(columns=["status"]))
     doubled = pd.concat([sweep_frame(), sweep_frame().iloc[:1]])
     with pytest.raises(ValueError, match="more than one row for the cells"):
-        reporting.speedup_table(doubled)
+        reporting.add_speedup(doubled)
     two_models = sweep_frame().assign(model=["a", "b"] * 10)
     with pytest.raises(ValueError, match="one model"):
         reporting.failures(two_models)

@@ -21,7 +21,7 @@ import torch
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.backends.tensorrt import TensorRTBackend
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.onnx_export import export_onnx
+from bench_pipeline.onnx_export import export_onnx, file_sha256
 from bench_pipeline.tensorrt_build import (
     RTX,
     EngineError,
@@ -42,6 +42,7 @@ pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not install
 
 GRID = {"batch_sizes": [1, 4, 2], "sequence_lengths": [16, 64, 32]}
 HOPPER = ((9, 0), "NVIDIA H100 80GB HBM3")
+EXPORT_S = 1.25  # what the export stage says the FP32 export took
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,11 @@ def build(onnx, tmp_path, rtx, *, precision="fp32", gpu=None, grid=GRID, **spec)
         onnx, spec_in(tmp_path, **spec), precision=precision, batch_sizes=grid["batch_sizes"],
         sequence_lengths=grid["sequence_lengths"], flavour=rtx, gpu=gpu,
     )
+
+
+def stage_entry(onnx, tmp_path, rtx, **kwargs):
+    """A built precision as the tensorrt stage records it: with the export's cost."""
+    return build(onnx, tmp_path, rtx, **kwargs) | {"export_s": EXPORT_S}
 
 
 # ----------------------------------------------------------------------------- flavour, profiles
@@ -222,6 +228,22 @@ def test_float16_copy_is_plain_fp16_that_onnxruntime_runs_close_to_fp32(tiny_onn
         np.testing.assert_allclose(half, full, atol=2e-2)
 
 
+def test_truncated_cached_float16_copy_is_rebuilt(tiny_onnx, tmp_path):
+    import onnx
+
+    first = float16_onnx(tiny_onnx, tmp_path)
+    path = Path(first["path"])
+    assert first["sha256"] == file_sha256(path) and first["source"] == str(tiny_onnx)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    rebuilt = float16_onnx(tiny_onnx, tmp_path)
+
+    assert rebuilt["cached"] is False and rebuilt["path"] == first["path"]
+    assert file_sha256(path) == rebuilt["sha256"] == first["sha256"]
+    onnx.checker.check_model(str(path))
+    assert float16_onnx(tiny_onnx, tmp_path)["cached"] is True
+
+
 def test_parser_rejection_carries_the_parser_message(corrupt_onnx, tmp_path, rtx):
     with pytest.raises(EngineError) as failure:
         build(corrupt_onnx, tmp_path, rtx)
@@ -292,7 +314,7 @@ def run_stage(tmp_path, export_artifacts, config, spec):
 
 def test_stage_builds_through_the_catalog_from_the_fp32_export(tiny_onnx, tmp_path):
     export_artifacts = {
-        "fp32": {"status": "ok", "path": str(tiny_onnx), "sha256": "from the export stage"},
+        "fp32": {"status": "ok", "path": str(tiny_onnx), "sha256": "from the export stage", "export_s": EXPORT_S},
         "fp16": {"status": "ok", "path": "ONNX Runtime's fused graph: not for TensorRT"},
     }
     variants = [{"name": "plain"}, {"name": "graphs", "precisions": ["fp32"]}]
@@ -309,14 +331,43 @@ def test_stage_builds_through_the_catalog_from_the_fp32_export(tiny_onnx, tmp_pa
     for entry in (fp32, fp16):
         assert read_engine(entry["engines"][0])  # re-read from the path the catalog kept, hash checked
     assert artifacts["bf16"]["status"] == "unsupported" and "no BF16 ONNX" in artifacts["bf16"]["reason"]
+    assert fp32["export_s"] == fp16["export_s"] == EXPORT_S  # the engines' one-off cost includes the export
+
+    # where the engine cannot run (no GPU here) its one-off cost is still a result: FP16 includes the conversion
+    with pytest.raises(CellFailure) as failure:
+        TensorRTBackend().open(backend_context("cpu", artifacts, tmp_path), "default", "fp16", {})
+    assert failure.value.costs == {
+        "build_s": fp16["build_s"] + fp16["fp16_conversion"]["convert_s"], "export_s": EXPORT_S,
+    }
+    assert fp16["fp16_conversion"]["convert_s"] > 0
 
     rerun = run_stage(tmp_path, export_artifacts, config, spec_in(tmp_path))
     assert rerun["fp32"]["cache_hit"] and rerun["fp16"]["cache_hit"] and rerun["fp16"]["fp16_conversion"]["cached"]
     assert rerun["fp16"]["engines"][0]["sha256"] == fp16["engines"][0]["sha256"]
 
 
+def test_stage_builds_for_the_configured_gpu_fake_gpu(tiny_onnx, tmp_path, monkeypatch):
+    """benchmark.device cuda:1 on a machine whose current GPU (0) is an H100 and GPU 1 an A6000:
+    the engine is built for GPU 1 (TensorRT-RTX targets 8.6), not for the current one."""
+    asked = []
+
+    def described_gpu(device=None):
+        asked.append(device)
+        return ((8, 6), "NVIDIA RTX A6000") if device == torch.device("cuda", 1) else HOPPER
+
+    monkeypatch.setattr("bench_pipeline.pipelines.tensorrt.nodes.local_gpu", described_gpu)
+    config = BenchmarkConfig(device="cuda:1", grid=GRID, precisions=["fp32"], backends={"tensorrt": {}})
+    export_artifacts = {"fp32": {"status": "ok", "path": str(tiny_onnx), "export_s": EXPORT_S}}
+
+    artifacts = run_stage(tmp_path, export_artifacts, config, spec_in(tmp_path))
+
+    assert asked == [torch.device("cuda", 1)]
+    assert artifacts["fp32"]["status"] == "ok" and artifacts["fp32"]["target_cc"] == "8.6"
+    assert artifacts["fp32"]["note"] is None
+
+
 def test_stage_turns_a_rejected_onnx_into_fail_build(corrupt_onnx, tmp_path):
-    export_artifacts = {"fp32": {"status": "ok", "path": str(corrupt_onnx)}}
+    export_artifacts = {"fp32": {"status": "ok", "path": str(corrupt_onnx), "export_s": EXPORT_S}}
     artifacts = run_stage(tmp_path, export_artifacts, benchmark_config(["fp32", "fp16"]), spec_in(tmp_path))
 
     assert artifacts["fp32"]["status"] == "fail_build"
@@ -348,7 +399,7 @@ def backend_context(device: str, artifacts: dict, model_dir: Path) -> BackendCon
 
 
 def test_backend_on_this_cpu_machine_is_skipped_with_the_reason(tiny_onnx, tiny_bert_dir, tmp_path, rtx):
-    artifacts = {"fp32": build(tiny_onnx, tmp_path, rtx)}
+    artifacts = {"fp32": stage_entry(tiny_onnx, tmp_path, rtx)}
     with pytest.raises(CellFailure) as failure:
         TensorRTBackend().open(backend_context("cpu", artifacts, tiny_bert_dir), "default", "fp32", {})
     assert failure.value.status == "skipped"
@@ -357,7 +408,7 @@ def test_backend_on_this_cpu_machine_is_skipped_with_the_reason(tiny_onnx, tiny_
         f"(the TensorRT-RTX {rtx.version} engine for compute capability 8.9 was built)"
     )
     # the build ran and its cost is a result, also where the engine cannot execute
-    assert failure.value.costs == {"build_s": artifacts["fp32"]["build_s"]}
+    assert failure.value.costs == {"build_s": artifacts["fp32"]["build_s"], "export_s": EXPORT_S}
     assert failure.value.extra["engine_bytes"] == artifacts["fp32"]["engine_bytes"]
     assert failure.value.extra["profiles"] == ["batch 1..4 x seq 16..64"]
 
@@ -377,7 +428,7 @@ def test_backend_on_hopper_with_only_tensorrt_rtx_is_skipped_fake_gpu(
     tiny_onnx, tiny_bert_dir, tmp_path, rtx, monkeypatch
 ):
     """No CUDA call happens before the compute-capability check, so a described H100 is enough."""
-    artifacts = {"fp32": build(tiny_onnx, tmp_path, rtx)}
+    artifacts = {"fp32": stage_entry(tiny_onnx, tmp_path, rtx)}
     monkeypatch.setattr("bench_pipeline.backends.tensorrt.local_gpu", lambda device: HOPPER)
     with pytest.raises(CellFailure) as failure:
         TensorRTBackend().open(backend_context("cuda", artifacts, tiny_bert_dir), "default", "fp32", {})
@@ -401,7 +452,7 @@ def test_engine_outputs_match_torch_needs_supported_gpu(tiny_onnx, tiny_bert_dir
     from transformers import BertModel
 
     gpu = supported_gpu(rtx)
-    artifacts = {"fp32": build(tiny_onnx, tmp_path, rtx, gpu=gpu)}
+    artifacts = {"fp32": stage_entry(tiny_onnx, tmp_path, rtx, gpu=gpu)}
     session = TensorRTBackend().open(backend_context("cuda", artifacts, tiny_bert_dir), "default", "fp32",
                                      {"cuda_graph": cuda_graph})
     try:

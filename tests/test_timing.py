@@ -35,7 +35,7 @@ def test_stops_only_when_both_min_iters_and_min_time_are_reached():
     rule = StopRule(warmup_iters=0, warmup_s=0, min_iters=30, min_time_s=0.2, max_time_s=10)
     m = measure(clock.fn, rule, now_ns=clock.now_ns)
     assert len(m.times_ms) == 30  # now the count is
-    assert not m.hit_ceiling
+    assert m.notes == []
 
 
 def test_first_call_is_recorded_apart_and_warmup_by_count_and_time():
@@ -59,9 +59,16 @@ def test_ceiling_stops_a_slow_cell_and_says_so():
     clock = FakeClock(constant(400.0))
     rule = StopRule(warmup_iters=0, warmup_s=0, min_iters=100, min_time_s=0, max_time_s=1.0)
     m = measure(clock.fn, rule, now_ns=clock.now_ns)
-    assert m.hit_ceiling
     assert len(m.times_ms) == 3
-    assert "max_time_s=1.0" in m.notes[0]
+    assert "stopped at max_time_s=1.0" in m.notes[0]
+
+
+def test_a_warm_up_cut_short_by_the_ceiling_says_so():
+    clock = FakeClock(constant(300.0))
+    rule = StopRule(warmup_iters=10, warmup_s=0, min_iters=1, min_time_s=0, max_time_s=1.0)
+    m = measure(clock.fn, rule, now_ns=clock.now_ns)
+    assert m.warmup_calls == 2  # 0.5 s of warm-up budget at 300 ms a call
+    assert "warm-up cut at max_time_s/2 after 2 calls (warmup_iters=10)" in m.notes[0]
 
 
 def test_statistics_of_known_times():

@@ -20,7 +20,8 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from bench_pipeline.pipeline_registry import BACKENDS_WIRED, register_pipelines
+from bench_pipeline.backends import BACKENDS
+from bench_pipeline.pipeline_registry import register_pipelines
 from conftest import PROJECT_ROOT
 from test_pipeline_e2e import copy_project, kedro
 from ui_helpers import LOOPBACK, background_server, free_port
@@ -149,8 +150,8 @@ def test_site_has_every_node_and_one_namespace_per_backend(viz_main):
     assert tasks == {node.name for node in pipeline.nodes}
     assert {"resolve_model_node", "aggregate_results_node", "render_report_node", "eager.benchmark_node"} <= tasks
     namespaces = {n["name"] for n in default_nodes(viz_main, "modularPipeline")}
-    assert set(BACKENDS_WIRED) <= namespaces
-    for backend in BACKENDS_WIRED:
+    assert set(BACKENDS) <= namespaces
+    for backend in BACKENDS:
         assert "benchmark_node" in children_names(viz_main, backend)
 
 
@@ -164,7 +165,7 @@ def test_every_dataset_sits_in_a_layer(viz_main):
 
 def test_browser_draws_the_dag_collapsed_per_backend(browser, site_url, viz_main):
     expected = children_names(viz_main, "__root__")
-    assert {"resolve_model_node", "aggregate_results_node", *BACKENDS_WIRED} <= expected
+    assert {"resolve_model_node", "aggregate_results_node", *BACKENDS} <= expected
     open_flowchart(browser, site_url)
     drawn = wait_for_drawn(browser, expected)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-MODEL_SOURCES = ("default", "hub", "local", "preset")
 
 
 def known_backends() -> tuple[str, ...]:
@@ -41,7 +40,6 @@ class ModelSpec(_Strict):
     name: str | None = None
     revision: str | None = None
     trust_remote_code: bool = False
-    attn_implementation: Literal["eager", "sdpa"] | None = None
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
@@ -105,9 +103,15 @@ def _default_tolerances() -> dict[str, Tolerance]:
 class VariantSpec(_Strict):
     """One way to run a backend (e.g. ORT CUDA with or without CUDA graphs)."""
 
-    name: str = "default"
+    # it becomes part of file names, journal keys and MLflow metric names
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     precisions: list[str] | None = None  # None: the run's precisions
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("precisions")
+    @classmethod
+    def _check_precisions(cls, precisions: list[str] | None) -> list[str] | None:
+        return None if precisions is None else _valid_precisions(precisions, "precisions")
 
 
 class BackendSpec(_Strict):
@@ -152,6 +156,15 @@ class BenchmarkConfig(_Strict):
     def _check_precisions(cls, precisions: list[str]) -> list[str]:
         return _valid_precisions(precisions, "precisions")
 
+    @field_validator("tolerances")
+    @classmethod
+    def _complete_tolerances(cls, tolerances: dict[str, Tolerance]) -> dict[str, Tolerance]:
+        """A user may set one precision's tolerance; the others keep their defaults."""
+        unknown = sorted(set(tolerances) - set(PRECISIONS))
+        if unknown:
+            raise ValueError(f"tolerances for unknown precision(s) {unknown}; allowed: {list(PRECISIONS)}")
+        return _default_tolerances() | tolerances
+
     @field_validator("backends")
     @classmethod
     def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
@@ -163,8 +176,6 @@ class BenchmarkConfig(_Strict):
             checker = _options_checker(name)
             for variant in spec.variants:
                 where = f"backends.{name}.variants[{variant.name}]"
-                if variant.precisions is not None:
-                    _valid_precisions(variant.precisions, f"{where}.precisions")
                 try:
                     checker(variant.options)
                 except ValueError as error:
@@ -173,15 +184,9 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.models import max_positions
+        from bench_pipeline.models import check_sequence_lengths, max_positions
 
-        limit = max_positions(self.model)
-        if limit is not None:
-            too_long = [s for s in self.grid.sequence_lengths if s > limit]
-            if too_long:
-                raise ValueError(
-                    f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})"
-                )
+        check_sequence_lengths(self.grid.sequence_lengths, max_positions(self.model))
         return self
 
     @model_validator(mode="after")

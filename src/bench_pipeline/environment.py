@@ -64,6 +64,7 @@ LIBRARY_MODULES = (
     "onnxruntime",
     "tensorrt",
     "tensorrt_rtx",  # TensorRT for RTX: wheel ``tensorrt_rtx``, module ``tensorrt_rtx``
+    "tensorrt_rtx_bindings",  # the same, where only the ``tensorrt-rtx-cu13-bindings`` wheel is installed
     "kedro",
     "kedro_mlflow",
     "mlflow",
@@ -127,7 +128,8 @@ def capture_environment(device: torch.device | str, threads: int) -> dict[str, A
 def gpu_state_snapshot(device: torch.device | str) -> dict[str, Any]:
     """The GPU's changing state (clocks, temperature, throttling, other processes) right now.
 
-    Taken at the start and the end of a sweep; ``compare_snapshots`` tells what changed.
+    Taken after every cell (its `gpu_warnings`) and at the start and end of each backend's sweep
+    (``compare_snapshots`` tells what changed).
     """
     return {"timestamp": _utc_now(), **_gpu_facts(torch.device(device), state_only=True)}
 

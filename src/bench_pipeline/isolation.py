@@ -66,7 +66,9 @@ def _describe_exit(exitcode: int | None) -> str:
 
 
 def _child_main(conn, payload: dict[str, Any], cells: list[Any]) -> None:
-    from bench_pipeline.sweep import run_variant_here
+    from bench_pipeline.sweep import configure_torch, run_variant_here
+
+    configure_torch(payload["config"].threads)  # a fresh interpreter: TF32 off and threads fixed again
 
     for row, times in run_variant_here(payload, cells):
         conn.send((row, times))

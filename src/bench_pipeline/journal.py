@@ -19,8 +19,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Statuses that are a result worth keeping; errors, OOMs, timeouts and crashes are retried.
-REUSABLE = ("ok", "fail_accuracy", "unsupported", "skipped")
+# Statuses that are a result worth keeping. Errors, OOMs, timeouts and crashes are retried, and
+# so are skips: a library installed or fixed since may make the cell runnable.
+REUSABLE = ("ok", "fail_accuracy", "unsupported")
 
 # Environment facts that change what a cell measures (not clocks or temperature, which drift).
 _STABLE_ENV_PREFIXES = ("gpu.name", "gpu.driver", "gpu.compute_capability", "lib.", "cpu.model", "torch.", "device")

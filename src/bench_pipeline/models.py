@@ -59,6 +59,20 @@ def max_positions(spec: ModelSpec) -> int | None:
     return sequence_limit(config)
 
 
+def check_sequence_lengths(lengths: list[int], limit: int | None) -> None:
+    too_long = [s for s in lengths if limit is not None and s > limit]
+    if too_long:
+        raise ValueError(f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})")
+
+
+def weights_digest(path: Path) -> str:
+    """One hash over the config and weight files: a model changed in place is a different model."""
+    from bench_pipeline.onnx_export import file_sha256
+
+    files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
+    return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}" for p in files).encode()).hexdigest()
+
+
 def sequence_limit(config: dict[str, Any]) -> int | None:
     limit = config.get("max_position_embeddings")
     if limit is None:
@@ -109,6 +123,7 @@ def resolve_model(spec: ModelSpec, models_dir: Path, seed: int) -> dict[str, Any
         "num_hidden_layers": _first_attr(config, "num_hidden_layers", "n_layers"),
         "intermediate_size": _first_attr(config, "intermediate_size", "hidden_dim"),
         "has_pooler": getattr(model, "pooler", None) is not None and _checkpoint_has_pooler(path),
+        "weights_sha256": weights_digest(path),
         "trust_remote_code": spec.trust_remote_code,
     }
 
@@ -211,7 +226,7 @@ def make_inputs(model_dir: str | Path, batch: int, seq: int, seed: int) -> dict[
     rows = []
     for _ in range(batch):
         start = rng.randrange(len(sentences))
-        # Enough text to fill the longest sequence a BERT-sized model accepts (~4 tokens a word).
+        # At least `seq` words: every word is one token or more, so truncation fills the row.
         words, row = 0, []
         while words < seq:
             sentence = sentences[(start + len(row)) % len(sentences)]

@@ -85,6 +85,26 @@ def export_onnx(
     )
 
 
+def cached_artifact(
+    out_path: str | Path, key: str, write: Callable[[Path], dict[str, Any]], *, elapsed_as: str
+) -> dict[str, Any]:
+    """This module's verified cache for any other ONNX artifact (e.g. TensorRT's FP16 copy): the
+    artifact at ``out_path`` whose manifest holds ``key`` and whose files still hash as recorded,
+    or a fresh one. ``write(tmp_path)`` writes the file (and any ``<name>.data``) at ``tmp_path``
+    and returns facts to store with it; its duration is recorded as ``elapsed_as``.
+    Returns ``path, sha256, size_bytes, files, key, versions, cached``, the facts and the duration.
+    """
+    out_path = Path(out_path)
+
+    def build() -> dict[str, Any]:
+        facts: dict[str, Any] = {}
+        info = _build(out_path, key, lambda tmp_path: facts.update(write(tmp_path)))
+        info[elapsed_as] = info.pop("build_s")
+        return _store(out_path, key, {**info, **facts})
+
+    return _cached_or_built(out_path, key, build)
+
+
 def _cached_or_built(out_path: Path, key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Under a lock on ``out_path``: its verified cached record for ``key``, or ``build()``'s."""
     with _exclusive(out_path):
@@ -360,7 +380,7 @@ def optimize_onnx(
         raise ValueError(f"in_path {str(in_path)!r}: no such ONNX file")
     options = {"model_type": model_type, "num_heads": num_heads, "hidden_size": hidden_size}
     options |= {"float16": float16, "use_gpu": use_gpu}
-    source_sha256 = _artifact_sha256(in_path)
+    source_sha256 = artifact_sha256(in_path)
     prepass_on_gpu = use_gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     key = _digest(
         {
@@ -519,7 +539,7 @@ def _remove_artifact(out_path: Path, extra: dict[str, str] | None = None) -> Non
         (out_path.parent / name).unlink(missing_ok=True)
 
 
-def _artifact_sha256(path: Path) -> str:
+def artifact_sha256(path: Path) -> str:
     """One digest over an ONNX file and its external data file, if it has one."""
     data = path.with_name(path.name + ".data")
     if not data.is_file():

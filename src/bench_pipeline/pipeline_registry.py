@@ -6,8 +6,6 @@ from kedro.pipeline import Pipeline
 
 from bench_pipeline.pipelines import benchmark, dynamo, export, model, report, tensorrt
 
-BACKENDS_WIRED = ["eager", "dynamo", "onnxruntime", "tensorrt"]
-
 
 def register_pipelines() -> dict[str, Pipeline]:
     stages = {
@@ -16,7 +14,5 @@ def register_pipelines() -> dict[str, Pipeline]:
         "tensorrt": tensorrt.create_pipeline(),
         "dynamo": dynamo.create_pipeline(),
     }
-    full = sum(stages.values(), Pipeline([])) + benchmark.create_pipeline(BACKENDS_WIRED) + report.create_pipeline(
-        BACKENDS_WIRED
-    )
+    full = sum(stages.values(), Pipeline([])) + benchmark.create_pipeline() + report.create_pipeline()
     return {**stages, "benchmark": full, "__default__": full}

@@ -132,7 +132,7 @@ def _run_variant(name, options, precision, config, ctx, reference, base, cells):
         "precision": precision,
         "config": config,
         "ctx": ctx,
-        "reference": {k: v for c in cells for k, v in reference.items() if k.startswith(f"{cell_name(c.batch, c.seq)}/")},
+        "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v for c in cells for k, v in reference_for(reference, c).items()},
         "base": base,
     }
     if config.isolation == "process":
@@ -168,29 +168,33 @@ def run_variant_here(payload: dict[str, Any], cells: list[Cell]):
 
 
 def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, reference, base, precision):
-    fields = base | {"batch": cell.batch, "seq": cell.seq, "setup_s": session.setup_s}
+    device = session.device  # an ORT CPU variant in a CUDA run is timed and labelled as CPU
+    fields = base | {"batch": cell.batch, "seq": cell.seq, "device": str(device), "setup_s": session.setup_s}
     fields |= session.costs | _cell_costs(session, cell)
     extra = dict(session.extra)
     try:
         inputs = make_inputs(ctx.model_dir, cell.batch, cell.seq, config.seed)
         runner = session.prepare(inputs, cell)
-        if ctx.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(ctx.device)
+        allocated_before = _reset_peak_memory(device)
         rule = StopRule(**config.timing.model_dump())
-        measurement = measure(runner.run, rule, device=ctx.device, stream=runner.cuda_stream)
+        measurement = measure(runner.run, rule, device=device, stream=runner.cuda_stream)
         parity = compare(runner.outputs(), reference_for(reference, cell), inputs["attention_mask"].numpy())
     except Exception as error:  # noqa: BLE001
         status, reason = _classify(error)
         del error
-        _release(ctx.device)
+        _release(device)
         return make_row(**fields, status=status, reason=reason, extra=_json(extra)), None
 
     stats = measurement.stats()
-    snapshot = gpu_state_snapshot(ctx.device) if ctx.device.type == "cuda" else {}
-    gpu_warnings = state_warnings(snapshot)
-    peak_mem_mb = _peak_memory_mb(ctx.device) if session.uses_torch_allocator else None
-    if not session.uses_torch_allocator and snapshot.get("gpu.memory_used_mb") is not None:
+    snapshot = gpu_state_snapshot(device) if device.type == "cuda" else {}
+    peak_mem_mb = None
+    if device.type == "cuda" and session.uses_torch_allocator:
+        # this cell's peak above what was resident before it, plus this session's own weights:
+        # models of other sessions still in memory (compiled variants) are not counted
+        peak_mem_mb = (torch.cuda.max_memory_allocated(device) - allocated_before + session.resident_bytes) / 2**20
+    elif snapshot.get("gpu.memory_used_mb") is not None:
         extra["device_memory_used_mb"] = snapshot["gpu.memory_used_mb"]  # whole GPU, all processes
+    extra["warmup_calls"] = measurement.warmup_calls
     if measurement.notes:
         extra["measurement_notes"] = measurement.notes
     failed = violation(parity, config.tolerances[precision])
@@ -205,7 +209,7 @@ def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, refere
         throughput_seq_s=cell.batch * per_second,
         throughput_tok_s=cell.batch * cell.seq * per_second,
         peak_mem_mb=peak_mem_mb,
-        gpu_warnings="; ".join(gpu_warnings) or None,
+        gpu_warnings="; ".join(state_warnings(snapshot)) or None,
         extra=_json(extra),
     )
     return row, measurement.times_ms
@@ -217,10 +221,12 @@ def _cell_costs(session: Session, cell: Cell) -> dict[str, float]:
     return cell_costs(cell) if cell_costs else {}
 
 
-def _peak_memory_mb(device: torch.device) -> float | None:
+def _reset_peak_memory(device: torch.device) -> int:
+    """Start this cell's peak-memory window; the bytes already allocated (0 off CUDA)."""
     if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
+        return 0
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
 
 
 def _classify(error: BaseException) -> tuple[str, str]:

@@ -24,9 +24,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationInfo, field_validator
 
-from bench_pipeline.onnx_export import file_sha256
+from bench_pipeline.onnx_export import artifact_sha256, cached_artifact, file_sha256, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -233,15 +231,6 @@ def describe_profile(profile: dict[str, list[int]]) -> str:
 # ------------------------------------------------------------------------------------- build
 
 
-def onnx_digest(path: Path) -> str:
-    """sha256 of an ONNX artifact: the file alone, or the file and its ``<name>.data`` weights."""
-    data = path.with_name(path.name + ".data")
-    if not data.is_file():
-        return file_sha256(path)
-    payload = {path.name: file_sha256(path), data.name: file_sha256(data)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
 FLOAT16_RECIPE = 1  # bump when the FP16 conversion changes, so cached FP16 files stop matching
 
 
@@ -252,29 +241,29 @@ def float16_onnx(fp32_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
     com.microsoft ops (EmbedLayerNormalization, SkipLayerNormalization, BiasGelu, Attention)
     TensorRT's ONNX parser rejects. ONNX Runtime's float16 converter with ``keep_io_types``
     keeps the int64 inputs and FP32 outputs and clips constants to the FP16 range (the
-    attention mask's -3.4e38 becomes -65504). Cached by the FP32 file's digest.
+    attention mask's -3.4e38 becomes -65504). Cached like the export stage's files (a manifest
+    with the sha256 of every file, re-checked on reuse, under a lock), keyed by the FP32 file's
+    digest, the recipe and the library versions: a truncated or corrupt copy is rebuilt.
+    Returns ``path, convert_s, source, sha256, size_bytes, cached`` and the cache's bookkeeping.
     """
     fp32_path, out_dir = Path(fp32_path), Path(out_dir)
-    out = out_dir / f"{fp32_path.stem}.fp16-{onnx_digest(fp32_path)[:20]}-r{FLOAT16_RECIPE}.onnx"
-    sidecar = out.with_suffix(".json")
-    if out.is_file() and sidecar.is_file():
-        return json.loads(sidecar.read_text()) | {"cached": True}
+    source_sha256 = artifact_sha256(fp32_path)
+    key_material = {"step": "float16", "recipe": FLOAT16_RECIPE, "input": source_sha256, "versions": library_versions()}
+    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()
+    # the source digest in the name: one folder serves every model's FP16 copies
+    out = out_dir / f"{fp32_path.stem}.fp16-{source_sha256[:20]}.onnx"
 
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    def convert(tmp_path: Path) -> dict[str, Any]:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    start = time.perf_counter()
-    model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
-    external = fp32_path.with_name(fp32_path.name + ".data").is_file()  # above protobuf's 2 GiB
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".fp16-") as tmp:
-        onnx.save_model(model, str(Path(tmp) / out.name), save_as_external_data=external,
+        model = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+        external = fp32_path.with_name(fp32_path.name + ".data").is_file()  # above protobuf's 2 GiB
+        onnx.save_model(model, str(tmp_path), save_as_external_data=external,
                         all_tensors_to_one_file=True, location=f"{out.name}.data")
-        for written in Path(tmp).iterdir():
-            shutil.move(str(written), str(out_dir / written.name))
-    record = {"path": str(out), "convert_s": time.perf_counter() - start, "source": str(fp32_path)}
-    write_atomic(sidecar, json.dumps(record, indent=2).encode())
-    return record | {"cached": False}
+        return {"source": str(fp32_path), "source_sha256": source_sha256}
+
+    return cached_artifact(out, key, convert, elapsed_as="convert_s")
 
 
 def build_engine(
@@ -306,7 +295,7 @@ def build_engine(
         "workspace_mb": workspace_mb,
     }
     key_material = {
-        "onnx_sha256": onnx_digest(onnx_path),
+        "onnx_sha256": artifact_sha256(onnx_path),
         "options": options,
         "flavour": flavour.name,
         "version": flavour.version,

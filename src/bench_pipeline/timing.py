@@ -36,8 +36,7 @@ class Measurement:
     host_ms: np.ndarray
     first_call_ms: float
     warmup_calls: int
-    hit_ceiling: bool = False  # stopped by max_time_s before min_iters
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # where a time limit cut warm-up or timing short
 
     def stats(self) -> dict[str, float]:
         return summarize(self.times_ms) | {"host_p50_ms": float(np.median(self.host_ms))}
@@ -102,24 +101,23 @@ def measure(
     first_call_ms, _ = clock.time_call(fn)
 
     warmup_times = _warm_up(fn, clock, rule)
+    notes = []
+    if len(warmup_times) < rule.warmup_iters:
+        notes.append(f"warm-up cut at max_time_s/2 after {len(warmup_times)} calls (warmup_iters={rule.warmup_iters})")
 
     times, host = [], []
     started = now_ns()
-    hit_ceiling = False
     while True:
         elapsed_s = (now_ns() - started) / 1e9
         if len(times) >= rule.min_iters and elapsed_s >= rule.min_time_s:
             break
         if elapsed_s >= rule.max_time_s and times:
-            hit_ceiling = True
+            notes.append(f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
             break
         t, h = clock.time_call(fn)
         times.append(t)
         host.append(h)
-    notes = []
-    if hit_ceiling:
-        notes.append(f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
-    return Measurement(np.array(times), np.array(host), first_call_ms, len(warmup_times), hit_ceiling, notes)
+    return Measurement(np.array(times), np.array(host), first_call_ms, len(warmup_times), notes)
 
 
 def _warm_up(fn: Callable[[], None], clock: _Clock, rule: StopRule) -> list[float]:

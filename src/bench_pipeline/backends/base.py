@@ -18,8 +18,11 @@ import numpy as np
 import torch
 
 
-# How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT arena).
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
+# How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT arena,
+# and C++'s std::bad_alloc, which ONNX Runtime passes on for a failed host allocation).
+_OOM_MESSAGES = (
+    "out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory", "bad_alloc",
+)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -87,6 +90,10 @@ class Session(ABC):
     costs: dict[str, float]
     #: backend facts for the ``extra`` column (fusion counts, engine size, graph breaks…)
     extra: dict[str, Any]
+    #: where the session computes (an ONNX Runtime CPU variant in a CUDA run computes on the CPU)
+    device: torch.device
+    #: bytes of weights this session keeps on the device (its share of what the allocator holds)
+    resident_bytes: int = 0
     #: False where the backend allocates device memory itself (ONNX Runtime, TensorRT): torch's
     #: allocator statistics would then see only the bound buffers, so no peak is reported
     uses_torch_allocator: bool = True

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
-from bench_pipeline.backends.eager import TorchRunner
+from bench_pipeline.backends.eager import TorchRunner, module_bytes
 from bench_pipeline.dynamo_compile import validate_variant_options
 from bench_pipeline.results import cell_name
 
@@ -54,6 +54,7 @@ class DynamoSession(Session):
         self.entry = entry
         self.module = entry["module"].module
         self.device = device
+        self.resident_bytes = module_bytes(self.module)
         self.setup_s = entry["load_s"]
         # the same for every cell of the variant: how the grid as a whole compiled
         self.costs = {"recompiles": entry["recompiles"], "graph_breaks": entry["graph_breaks"]}

@@ -39,12 +39,17 @@ class TorchSession(Session):
         self.setup_s = setup_s
         self.costs = {}
         self.extra = extra
+        self.resident_bytes = module_bytes(module)
 
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
         return TorchRunner(self.module, {k: v.to(self.device) for k, v in inputs.items()})
 
     def close(self) -> None:
         self.module = None
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
 def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[torch.nn.Module, float]:
@@ -65,6 +70,11 @@ def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any
 
 class EagerBackend(Backend):
     name = "eager"
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - {"attn_implementation"})
+        if unknown:
+            raise ValueError(f"unknown eager option(s) {unknown}; allowed: ['attn_implementation']")
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         module, setup_s = open_torch_model(ctx, precision, options)

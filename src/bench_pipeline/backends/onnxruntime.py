@@ -30,7 +30,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
+from bench_pipeline.backends.base import (
+    Backend,
+    BackendContext,
+    Cell,
+    CellFailure,
+    CellRunner,
+    Session,
+    is_out_of_memory,
+)
+from bench_pipeline.ort_artifacts import default_provider, ort_artifact_key
 
 EXECUTION_PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -63,7 +72,7 @@ class OrtOptions:
         unknown = sorted(set(options) - set(_OPTION_NAMES))
         if unknown:
             raise ValueError(f"unknown onnxruntime option(s) {unknown}; allowed: {list(_OPTION_NAMES)}")
-        provider = options.get("provider", "cuda" if device.type == "cuda" else "cpu")
+        provider = options.get("provider", default_provider(device.type))
         if provider not in EXECUTION_PROVIDERS:
             raise ValueError(f"unknown onnxruntime provider {provider!r}; allowed: {list(EXECUTION_PROVIDERS)}")
         for flag in _FLAGS:
@@ -109,10 +118,11 @@ class OnnxRuntimeBackend(Backend):
         start = time.perf_counter()
         try:
             session = ort.InferenceSession(str(path), session_options, providers=providers)
-        except Exception as error:  # an EP that refuses the model (e.g. CUDA graphs with CPU nodes)
+        except Exception as error:  # out of memory, or an EP that refuses the model (e.g. CUDA graphs with CPU nodes)
+            status = "oom" if is_out_of_memory(error) else "error"
             hint = " (CUDA graphs need every node on the GPU: try fused: true)" if opts.cuda_graph else ""
             raise CellFailure(
-                "error", f"ONNX Runtime could not create a {opts.provider} session for {path.name}: {error}{hint}"
+                status, f"ONNX Runtime could not create a {opts.provider} session for {path.name}: {error}{hint}"
             ) from error
         setup_s = time.perf_counter() - start
         wanted = EXECUTION_PROVIDERS[opts.provider]
@@ -149,21 +159,16 @@ class OnnxRuntimeBackend(Backend):
 
 def _artifact_for(export: dict[str, Any] | None, precision: str, opts: OrtOptions) -> tuple[dict[str, Any], bool]:
     """The export stage's artifact for this precision and variant, and whether TensorRT's FP16 mode is on."""
-    if precision == "fp16" and opts.provider == "cpu":
+    key = ort_artifact_key(opts.provider, precision, opts.fused)
+    if key is None and precision == "fp16":  # only the CPU EP has no FP16 artifact
         raise CellFailure(
             "unsupported", "ONNX Runtime's CPU EP has no FP16 kernels for most operators: FP16 needs cuda or tensorrt"
         )
-    if precision not in ("fp32", "fp16"):
+    if key is None:
         raise CellFailure("unsupported", f"no {precision} ONNX artifact: the export stage writes fp32 and fused fp16")
     if not export:
         raise CellFailure("error", "no export artifacts in this run: the export stage did not run before onnxruntime")
     trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
-    if opts.provider == "tensorrt":
-        key = "fp32"
-    elif precision == "fp16":
-        key = "fp16"
-    else:
-        key = "fp32_fused" if opts.fused else "fp32"
     for needed in dict.fromkeys(["fp32", key]):
         artifact = export.get(needed)
         if not artifact:
@@ -257,9 +262,9 @@ class OrtSession(Session):
         self.setup_s = setup_s
         self.costs = costs
         self.extra = extra
-        # CUDA graphs replay the addresses they captured: one runner (buffers + graph id) per shape,
-        # kept for the session's life; a repeated shape gets its new inputs copied into its buffers.
-        self._graph_runners: dict[tuple[int, int], _BoundRunner] = {}
+        # CUDA graphs replay the addresses they captured: each cell's runner (buffers + its own
+        # graph id) is kept alive for the session's life.
+        self._graph_runners: list[_BoundRunner] = []
 
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
         feeds = {}
@@ -271,13 +276,9 @@ class OrtSession(Session):
             return _HostRunner(self.session, feeds, self.stream)
         if not self.opts.cuda_graph:
             return _BoundRunner(self.session, feeds, cell, self.device, self.stream, graph_id=None)
-        key = (cell.batch, cell.seq)
-        if key in self._graph_runners:
-            self._graph_runners[key].copy_inputs(feeds)
-        else:
-            graph_id = len(self._graph_runners)
-            self._graph_runners[key] = _BoundRunner(self.session, feeds, cell, self.device, self.stream, graph_id)
-        return self._graph_runners[key]
+        runner = _BoundRunner(self.session, feeds, cell, self.device, self.stream, graph_id=len(self._graph_runners))
+        self._graph_runners.append(runner)
+        return runner
 
     def close(self) -> None:
         self._graph_runners.clear()
@@ -337,21 +338,12 @@ class _BoundRunner(CellRunner):
             self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         if graph_id is not None:
             self.run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
-        self._synchronize()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def _bind(self, bind, name: str, tensor: torch.Tensor) -> None:
         device_id = tensor.device.index if tensor.device.index is not None else 0
         bind(name, tensor.device.type, device_id, _TORCH_TO_NUMPY[tensor.dtype], list(tensor.shape), tensor.data_ptr())
-
-    def copy_inputs(self, feeds: dict[str, torch.Tensor]) -> None:
-        """New values into the captured addresses (CUDA graphs replay those, not new bindings)."""
-        for name, tensor in feeds.items():
-            self.inputs[name].copy_(tensor)
-        self._synchronize()
-
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     def run(self) -> None:
         self.session.run_with_iobinding(self.binding, self.run_options)

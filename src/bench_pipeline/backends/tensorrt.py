@@ -104,10 +104,20 @@ def build_facts(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def one_off_costs(entry: dict[str, Any]) -> dict[str, float]:
+    """What it took to get the engines, like the onnxruntime rows count it: the export
+    (``export_s``) and the build, FP16 conversion of the ONNX included (``build_s``)."""
+    return {"build_s": entry["build_s"] + _conversion_s(entry), "export_s": entry["export_s"]}
+
+
+def _conversion_s(entry: dict[str, Any]) -> float:
+    return (entry.get("fp16_conversion") or {}).get("convert_s", 0.0)
+
+
 def skipped_with_build_facts(reason: str, entry: dict[str, Any]) -> CellFailure:
     """A skip that still carries the build's real cost and engine facts (``costs``, ``extra``):
     building ran where executing cannot, and its time and size are results."""
-    return CellFailure("skipped", reason, costs={"build_s": entry["build_s"]}, extra=build_facts(entry))
+    return CellFailure("skipped", reason, costs=one_off_costs(entry), extra=build_facts(entry))
 
 
 @dataclass
@@ -148,7 +158,8 @@ class TensorRTSession(Session):
         for record in entry["engines"]:
             self.live.append(self._activate(record))
         self.setup_s = sum(live.setup_s for live in self.live)
-        self.costs = {"build_s": entry["build_s"]}
+        self.costs = one_off_costs(entry)
+        self._conversion_s = _conversion_s(entry)
         self.extra = {
             **build_facts(entry),
             "input_dtypes": {name: str(dtype) for name, dtype in self.live[0].inputs.items()},
@@ -162,11 +173,13 @@ class TensorRTSession(Session):
     # -- per cell
 
     def cell_costs(self, cell: Cell) -> dict[str, float]:
-        """Static mode: the build and setup of the one engine serving this cell."""
+        """Static mode: the build (FP16 conversion included) and setup of the one engine serving this cell."""
         if len(self.live) == 1:
             return {}
         live = self._engine_for(cell, raise_outside=False)
-        return {} if live is None else {"build_s": live.record["build_s"], "setup_s": live.setup_s}
+        if live is None:
+            return {}
+        return {"build_s": live.record["build_s"] + self._conversion_s, "setup_s": live.setup_s}
 
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
         live = self._engine_for(cell, raise_outside=True)

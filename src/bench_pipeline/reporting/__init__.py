@@ -17,9 +17,7 @@ from bench_pipeline.reporting.tables import (
     add_speedup,
     break_even,
     failures,
-    parity_table,
     results_table,
-    speedup_table,
     winners,
 )
 
@@ -37,10 +35,8 @@ __all__ = [
     "html_report",
     "latency_vs_batch",
     "markdown_summary",
-    "parity_table",
     "results_table",
     "roofline_basis",
     "speedup_heatmap",
-    "speedup_table",
     "winners",
 ]

@@ -228,7 +228,8 @@ def cost_break_even(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
 
 def _largest_cost_per_config(df: pd.DataFrame, columns: list[str]) -> dict[tuple, float]:
     """{(config, column): seconds}: the largest value over the config's cells, as the worst
-    one-off a user pays for one shape (export/build repeat per row; compile is per shape)."""
+    one-off a user pays (export/build repeat per row; compile is paid once, by the first shape
+    that compiles, which is also what break-even charges every cell)."""
     out = {}
     for config in ordered_configs(df):
         rows = rows_of(df, config)

@@ -221,7 +221,8 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         sections.append(Section(
             "Break-even",
             "Inferences after which the per-call saving over FP32 eager repays the one-off cost "
-            "beyond eager's own (setup + export + build + compile).",
+            "beyond eager's own (setup + export + build + compile; compile is paid once per configuration, so every "
+            "cell is charged its largest, as later shapes may reuse the first shape's compile).",
             _break_even_table(table),
         ))
 

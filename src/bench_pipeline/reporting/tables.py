@@ -1,4 +1,4 @@
-"""Tables derived from the results frame: speedups, winners, failures, parity, cost.
+"""Tables derived from the results frame: speedups, winners, failures, one-off cost and break-even.
 
 Every function takes the frame as ``results.to_frame`` makes it (one row per cell, all of
 ``results.COLUMNS``) and returns a new frame; nothing here draws or formats, so the Markdown
@@ -80,9 +80,11 @@ def _is_baseline(df: pd.DataFrame) -> pd.Series:
 def baseline_p50(df: pd.DataFrame) -> pd.DataFrame:
     """p50 and one-off cost of the FP32 eager baseline per (batch, seq); only its ok cells count."""
     check_frame(df, ["p50_ms"])
-    base = df[_is_baseline(df) & (df["status"] == "ok")].copy()
+    baseline = _is_baseline(df)
+    one_off = _one_off_s(df[baseline])
+    base = df[baseline & (df["status"] == "ok")].copy()
     base["baseline_p50_ms"] = _numeric(base, "p50_ms")
-    base["baseline_one_off_s"] = _one_off_s(base)
+    base["baseline_one_off_s"] = one_off.reindex(base.index)
     return base[[*CELL, "baseline_p50_ms", "baseline_one_off_s"]].drop_duplicates(CELL)
 
 
@@ -100,14 +102,6 @@ def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
     measured = out["status"].isin(MEASURED)
     out["speedup"] = (out["baseline_p50_ms"] / _numeric(out, "p50_ms")).where(measured)
     return out
-
-
-def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: keys, status, p50_ms, baseline_p50_ms, speedup (NaN unless measured
-    and the baseline of that cell ran), sorted by configuration then cell."""
-    out = add_speedup(df)
-    columns = [*KEY_COLUMNS, "status", "p50_ms", "baseline_p50_ms", "speedup"]
-    return out[columns].sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
 
 
 def winners(df: pd.DataFrame) -> pd.DataFrame:
@@ -144,52 +138,58 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return bad[columns].sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
 
 
-PARITY_COLUMNS = ["max_abs", "mean_abs", "cosine", "pooled_max_abs", "pooled_mean_abs", "pooled_cosine"]
-
-
-def parity_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Parity numbers of the measured rows; pooled columns only when some row has them."""
-    check_frame(df)
-    measured = df[df["status"].isin(MEASURED)]
-    present = [c for c in PARITY_COLUMNS if c in df.columns and _numeric(measured, c).notna().any()]
-    out = measured[[*KEY_COLUMNS, "status", *present]].copy()
-    for column in present:
-        out[column] = _numeric(out, column)
-    return out.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
-
-
 def _one_off_s(df: pd.DataFrame) -> pd.Series:
-    """Setup + export + build + compile seconds; NaN when no cost column has a value."""
+    """Setup + export + build + compile seconds per row; NaN when no cost column has a value.
+
+    ``compile_s`` is the first call of each cell's own shape, so with dynamic shapes only the
+    first cell compiles and the later ones record about one call's time. The compile is paid
+    once per configuration, so every row is charged the configuration's largest ``compile_s``
+    (over the rows passed in): the same figure the cost table and cost figure show.
+    """
     present = [c for c in COST_COLUMNS if c in df.columns]
     if not present:
         return pd.Series(np.nan, index=df.index, dtype=float)
-    costs = pd.concat([_numeric(df, c) for c in present], axis=1)
+    costs = pd.concat([_numeric(df, c).rename(c) for c in present], axis=1)
+    if "compile_s" in present and not df.empty:
+        per_config = [df[c].astype(str) for c in CONFIG]
+        costs["compile_s"] = costs["compile_s"].groupby(per_config, dropna=False).transform("max")
     return costs.sum(axis=1, min_count=1)
 
 
 def break_even(df: pd.DataFrame) -> pd.DataFrame:
     """Per ok row: one-off cost beyond the baseline's and how many calls repay it.
 
-    ``extra_one_off_s`` = (setup+export+build+compile) minus the FP32 eager baseline's own
-    one-off cost for that cell (never below 0); ``saving_ms`` = baseline p50 - p50;
-    ``break_even_calls`` = extra / saving, ``inf`` when the configuration is not faster
-    (it never pays off), 0 when it costs nothing extra. NaN where costs or baseline are unknown
-    and on the baseline itself.
+    ``one_off_s`` = setup + export + build + the configuration's largest compile time (see
+    ``_one_off_s``: the compile is paid once, not per cell); ``extra_one_off_s`` = that minus
+    the FP32 eager baseline's own one-off cost for that cell (never below 0); ``saving_ms`` =
+    baseline p50 - p50; ``break_even_calls`` = extra / saving, ``inf`` when the configuration
+    is not faster (it never pays off, whatever it cost), 0 when it is faster and costs nothing
+    extra. NaN where costs or baseline are unknown and on the baseline itself.
     """
     out = add_speedup(df)
+    out["one_off_s"] = _one_off_s(out)  # before dropping failed cells: a compile is paid even when a cell fails
     out = out[out["status"] == "ok"].copy()
-    out["one_off_s"] = _one_off_s(out)
     out["saving_ms"] = out["baseline_p50_ms"] - _numeric(out, "p50_ms")
     extra = (out["one_off_s"] - out["baseline_one_off_s"].fillna(0)).clip(lower=0)
     out["extra_one_off_s"] = extra
-    calls = [
-        math.nan if math.isnan(e) or math.isnan(s) else (0.0 if e == 0 else (1e3 * e / s if s > 0 else math.inf))
-        for e, s in zip(extra, out["saving_ms"])
-    ]
+    calls = [_calls_to_repay(e, s) for e, s in zip(extra, out["saving_ms"])]
     out["break_even_calls"] = pd.Series(calls, index=out.index, dtype=float).where(~_is_baseline(out))
     columns = [*KEY_COLUMNS, "status", *[c for c in COST_COLUMNS if c in out.columns], "one_off_s"]
     columns += ["extra_one_off_s", "saving_ms", "break_even_calls"]
     return out[columns].sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def _calls_to_repay(extra_s: float, saving_ms: float) -> float:
+    """Calls after which a per-call saving repays an extra one-off cost: NaN when either is
+    unknown, inf when there is no saving (a slower configuration never repays, even for free),
+    0 when there is nothing to repay."""
+    if math.isnan(extra_s) or math.isnan(saving_ms):
+        return math.nan
+    if saving_ms <= 0:
+        return math.inf
+    if extra_s == 0:
+        return 0.0
+    return 1e3 * extra_s / saving_ms
 
 
 def has_values(df: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> list[str]:

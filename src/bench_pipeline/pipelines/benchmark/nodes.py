@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,10 +11,13 @@ import pandas as pd
 
 from bench_pipeline.backends.base import BackendContext
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.environment import compare_snapshots, gpu_state_snapshot
 from bench_pipeline.journal import Journal, artifact_hashes, environment_fingerprint
 from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.results import to_frame
 from bench_pipeline.sweep import configure_torch, resolve_device, run_backend
+
+log = logging.getLogger(__name__)
 
 WORK_DIR = Path("data/02_intermediate")
 JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
@@ -45,13 +49,16 @@ def make_benchmark_node(backend: str, stages: list[str]) -> Callable[..., tuple[
             artifacts=dict(zip(stages, artifacts)),
         )
         key_context = {
-            "model": {k: model_info[k] for k in ("path", "name", "num_parameters")},
+            "model": {k: model_info[k] for k in ("path", "name", "weights_sha256")},
             "settings": config.model_dump(include={"timing", "tolerances", "seed", "threads", "device"}),
             "environment": environment_fingerprint(environment),
             "artifacts": artifact_hashes(ctx.artifacts),
         }
         journal = Journal(JOURNAL_DIR / f"{backend}.jsonl")
+        start = gpu_state_snapshot(device)
         rows, raw = run_backend(backend, spec, config, ctx, reference, journal, key_context, reuse=config.resume)
+        for warning in compare_snapshots(start, gpu_state_snapshot(device)):
+            log.warning("%s: %s", backend, warning)
         return to_frame(rows), raw_times_frame(raw)
 
     benchmark.__name__ = f"benchmark_{backend}"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.onnx_export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
+from bench_pipeline.ort_artifacts import FUSED_KEYS, default_provider, ort_artifact_key
 from bench_pipeline.sweep import resolve_device
 
 log = logging.getLogger(__name__)
@@ -84,21 +85,17 @@ def optimize_onnx_node(
 
 
 def fused_graphs_wanted(benchmark: BenchmarkConfig) -> list[str]:
-    """Which fused graphs the enabled onnxruntime variants will open (none on TensorRT's EP: it
-    cannot build ONNX Runtime's fused ops, it runs the plain export)."""
+    """Which fused graphs the enabled onnxruntime variants will open, by the backend's own rule
+    (``ort_artifact_key``): e.g. none for TensorRT's EP, which runs the plain export."""
     spec = benchmark.enabled_backends().get("onnxruntime")
     if spec is None:
         return []
-    default_provider = "cuda" if resolve_device(benchmark.device).type == "cuda" else "cpu"
-    wanted = set()
+    device_default = default_provider(resolve_device(benchmark.device).type)
+    opened = set()
     for variant in spec.variants:
-        provider = variant.options.get("provider", default_provider)
-        precisions = benchmark.precisions_for(variant)
-        if provider == "cuda" and "fp16" in precisions:  # the CPU EP has no FP16 kernels
-            wanted.add("fp16")
-        if provider != "tensorrt" and "fp32" in precisions and variant.options.get("fused", False):
-            wanted.add("fp32_fused")
-    return sorted(wanted)
+        provider, fused = variant.options.get("provider", device_default), variant.options.get("fused", False)
+        opened |= {ort_artifact_key(provider, precision, fused) for precision in benchmark.precisions_for(variant)}
+    return sorted(opened & set(FUSED_KEYS))
 
 
 def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16: bool, use_gpu: bool) -> dict:

@@ -12,7 +12,7 @@ import torch
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.environment import capture_environment
-from bench_pipeline.models import resolve_model
+from bench_pipeline.models import check_sequence_lengths, resolve_model
 from bench_pipeline.reference import compute_reference
 from bench_pipeline.sweep import configure_torch, resolve_device
 
@@ -26,10 +26,8 @@ def grid_cells(config: BenchmarkConfig) -> list[Cell]:
 
 def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
     info = resolve_model(config.model, MODELS_DIR, config.seed)
-    limit = info["max_position_embeddings"]
-    too_long = [s for s in config.grid.sequence_lengths if limit is not None and s > limit]
-    if too_long:  # hub models are only checked here, once their config is local
-        raise ValueError(f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})")
+    # hub models are only checked here, once their config is local
+    check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"])
     return info
 
 

@@ -10,11 +10,15 @@ numbers instead of silently missing it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.sweep import resolve_device
 from bench_pipeline.tensorrt_build import (
     EngineError,
     Flavour,
@@ -36,12 +40,18 @@ NO_BF16 = (
 def build_engines_node(
     export_artifacts: dict[str, Any], benchmark: BenchmarkConfig, tensorrt_build: TensorRTBuildSpec
 ) -> dict[str, Any]:
-    """Engines for every precision a tensorrt variant asks for, keyed by precision."""
+    """Engines for every precision a tensorrt variant asks for, keyed by precision.
+
+    Built on, and for, the benchmark's GPU (``benchmark.device``, e.g. ``cuda:1``): a full
+    TensorRT engine only runs on the GPU model it was built on. Each entry carries the export's
+    ``export_s``: the engine's one-off cost includes making the ONNX it was built from.
+    """
     precisions = precisions_to_build(benchmark)
     if not precisions:
         return {}
     flavour, missing = detect_flavour(tensorrt_build.flavour)
-    gpu = local_gpu()
+    device = resolve_device(benchmark.device)
+    gpu = local_gpu(device if device.type == "cuda" else None)
     source = export_artifacts.get("fp32") or failed("fail_export", "the export stage wrote no FP32 ONNX")
     artifacts = {}
     for precision in precisions:
@@ -52,10 +62,19 @@ def build_engines_node(
         elif precision == "bf16":
             entry = failed("unsupported", NO_BF16)
         else:
-            entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
+            with _current_gpu(device):
+                entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
+            entry["export_s"] = source["export_s"]
         artifacts[precision] = entry
         _log(precision, entry, flavour)
     return artifacts
+
+
+def _current_gpu(device: torch.device) -> contextlib.AbstractContextManager:
+    """TensorRT builds on the current CUDA device: make it the benchmark's."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
 
 def precisions_to_build(benchmark: BenchmarkConfig) -> list[str]:
