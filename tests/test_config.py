@@ -152,3 +152,12 @@ def test_a_grid_too_large_for_the_gpu_is_a_warning_naming_the_cell():
     assert warn_if_grid_may_not_fit(bert_base, config, free_bytes=80 * 2**30) is None
     message = warn_if_grid_may_not_fit(bert_base, config, free_bytes=2 * 2**30)
     assert "batch 256, seq 512" in message and "2.0 GiB free" in message
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_refused_early():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    message = error_of(device="cuda")
+    assert "device 'cuda': this machine has 0 visible CUDA device(s)" in message and "'auto'" in message

@@ -283,7 +283,12 @@ def test_fused_graphs_are_built_only_for_variants_that_run_them():
     assert fused_graphs_wanted(fp32_only) == []
     defaults = {"variants": [{"name": "plain"}, {"name": "fused", "options": {"fused": True}}]}
     assert fused_graphs_wanted(benchmark_config(onnxruntime=defaults)) == ["fp32_fused"]  # CPU EP on a CPU device
-    # the default provider on a CUDA device is the CUDA EP, which runs the fused FP16 graph
+
+
+
+def test_the_default_provider_on_a_cuda_device_runs_the_fused_fp16_graph_fake_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # no GPU here: config validation is told of two
+    defaults = {"variants": [{"name": "plain"}, {"name": "fused", "options": {"fused": True}}]}
     assert fused_graphs_wanted(benchmark_config("cuda:1", onnxruntime=defaults)) == ["fp16", "fp32_fused"]
 
 

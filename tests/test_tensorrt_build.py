@@ -356,6 +356,7 @@ def test_stage_builds_for_the_configured_gpu_fake_gpu(tiny_onnx, tmp_path, monke
         return ((8, 6), "NVIDIA RTX A6000") if device == torch.device("cuda", 1) else HOPPER
 
     monkeypatch.setattr("bench_pipeline.pipelines.tensorrt.nodes.local_gpu", described_gpu)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # config validation is told of two GPUs
     config = BenchmarkConfig(device="cuda:1", grid=GRID, precisions=["fp32"], backends={"tensorrt": {}})
     export_artifacts = {"fp32": {"status": "ok", "path": str(tiny_onnx), "export_s": EXPORT_S}}
 

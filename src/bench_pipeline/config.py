@@ -147,9 +147,19 @@ class BenchmarkConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _check_device(cls, device: str) -> str:
-        if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
-            return device
-        raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+        if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+        if device.startswith("cuda"):
+            import torch
+
+            visible = torch.cuda.device_count()
+            index = int(device[5:]) if ":" in device else 0
+            if index >= visible:
+                raise ValueError(
+                    f"device {device!r}: this machine has {visible} visible CUDA device(s) "
+                    f"(torch {torch.__version__}); use 'auto' or 'cpu'"
+                )
+        return device
 
     @field_validator("precisions")
     @classmethod
