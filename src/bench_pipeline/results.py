@@ -85,6 +85,11 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def status_record(status: str, reason: str) -> dict[str, Any]:
+    """An earlier stage's record for an artifact it could not make; backends turn it into rows."""
+    return {"status": status, "reason": reason}
+
+
 def cell_name(batch: int, seq: int) -> str:
     """The stable short name of a grid cell, used in MLflow metric keys and file names."""
     return f"b{batch}_s{seq}"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.onnx_export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
 from bench_pipeline.ort_artifacts import FUSED_KEYS, default_provider, ort_artifact_key
+from bench_pipeline.results import status_record
 from bench_pipeline.sweep import resolve_device
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, exp
     """The FP32 export, or its failure, or a skip when no enabled backend reads ONNX."""
     users = [name for name in ONNX_BACKENDS if name in benchmark.enabled_backends()]
     if not users:
-        return _status("skipped", f"no enabled backend uses ONNX ({', '.join(ONNX_BACKENDS)})")
+        return status_record("skipped", f"no enabled backend uses ONNX ({', '.join(ONNX_BACKENDS)})")
     out_path = artifact_dir(model_info, export) / "model.onnx"
     try:
         info = export_onnx(
@@ -56,7 +57,7 @@ def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, exp
         )
     except OnnxExportError as error:
         log.warning("ONNX export of %s failed: %s", model_info["name"], error)
-        return _status("fail_export", str(error))
+        return status_record("fail_export", str(error))
     log.info(
         "ONNX export of %s: %s opset %d, %.1f MB, %.1f s%s",
         model_info["name"], info["exporter"], info["opset"], info["size_bytes"] / 1e6, info["export_s"],
@@ -77,7 +78,7 @@ def optimize_onnx_node(
     on_gpu = resolve_device(benchmark.device).type == "cuda"
     for name in fused_graphs_wanted(benchmark):
         if not export.optimize:
-            artifacts[name] = _status("skipped", "export.optimize is false")
+            artifacts[name] = status_record("skipped", "export.optimize is false")
             continue
         float16 = name == "fp16"
         artifacts[name] = _optimize(onnx_fp32, model_info, float16=float16, use_gpu=float16 or on_gpu)
@@ -112,7 +113,7 @@ def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16:
         )
     except Exception as error:  # noqa: BLE001 - an optimizer failure must not stop the other backends
         log.warning("ONNX Runtime optimization (%s) of %s failed: %s", label, model_info["name"], error)
-        return _status("fail_export", f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
+        return status_record("fail_export", f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
     log.info(
         "ONNX Runtime fused %s graph of %s: %s, %.1f MB, %.1f s%s",
         label, model_info["name"], info["fusions"], info["size_bytes"] / 1e6, info["optimize_s"],
@@ -138,5 +139,3 @@ def _public(info: dict[str, Any], *fields: str) -> dict[str, Any]:
     return {name: info[name] for name in (*common, *fields)}
 
 
-def _status(status: str, reason: str) -> dict[str, Any]:
-    return {"status": status, "reason": reason}

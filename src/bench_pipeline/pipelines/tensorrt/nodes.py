@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.results import status_record
 from bench_pipeline.sweep import resolve_device
 from bench_pipeline.tensorrt_build import (
     EngineError,
@@ -52,15 +53,15 @@ def build_engines_node(
     flavour, missing = detect_flavour(tensorrt_build.flavour)
     device = resolve_device(benchmark.device)
     gpu = local_gpu(device if device.type == "cuda" else None)
-    source = export_artifacts.get("fp32") or failed("fail_export", "the export stage wrote no FP32 ONNX")
+    source = export_artifacts.get("fp32") or status_record("fail_export", "the export stage wrote no FP32 ONNX")
     artifacts = {}
     for precision in precisions:
         if source.get("status", "ok") != "ok":
-            entry = failed(source["status"], f"no ONNX to build from: {source.get('reason')}")
+            entry = status_record(source["status"], f"no ONNX to build from: {source.get('reason')}")
         elif flavour is None:
-            entry = failed("skipped", missing)
+            entry = status_record("skipped", missing)
         elif precision == "bf16":
-            entry = failed("unsupported", NO_BF16)
+            entry = status_record("unsupported", NO_BF16)
         else:
             with _current_gpu(device):
                 entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
@@ -85,9 +86,6 @@ def precisions_to_build(benchmark: BenchmarkConfig) -> list[str]:
     return list(dict.fromkeys(p for variant in spec.variants for p in benchmark.precisions_for(variant)))
 
 
-def failed(status: str, reason: str) -> dict[str, Any]:
-    return {"status": status, "reason": reason}
-
 
 def _build(
     fp32_path: str, precision: str, benchmark: BenchmarkConfig, spec: TensorRTBuildSpec, flavour: Flavour, gpu: Any
@@ -98,7 +96,7 @@ def _build(
             conversion = float16_onnx(fp32_path, Path(spec.engine_dir) / "onnx")
     except Exception as error:  # noqa: BLE001 - a converter failure must not end the run
         log.exception("tensorrt fp16: FP16 conversion raised")
-        return failed("fail_export", f"FP16 conversion for TensorRT: {type(error).__name__}: {error}")
+        return status_record("fail_export", f"FP16 conversion for TensorRT: {type(error).__name__}: {error}")
     try:
         record = build_engines(
             conversion["path"] if conversion else fp32_path,
@@ -110,12 +108,12 @@ def _build(
             gpu=gpu,
         )
     except EngineError as error:
-        return failed(error.status, error.reason)
+        return status_record(error.status, error.reason)
     except MemoryError as error:
-        return failed("oom", f"out of host memory while building: {error}")
+        return status_record("oom", f"out of host memory while building: {error}")
     except Exception as error:  # noqa: BLE001 - a native library failing must not end the run
         log.exception("tensorrt %s: build raised", precision)
-        return failed("fail_build", f"{type(error).__name__}: {error}")
+        return status_record("fail_build", f"{type(error).__name__}: {error}")
     if conversion:
         record["fp16_conversion"] = conversion
     return record
