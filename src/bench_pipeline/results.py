@@ -24,7 +24,11 @@ STATUSES = (
     "fail_export",  # ONNX export failed
     "fail_build",  # TensorRT engine build failed
     "fail_compile",  # torch.compile failed
+    "unstable",  # measured, but its rounds disagreed or another process competed for the machine: never a result
 )
+
+# Statuses whose numbers are trustworthy enough to compare, rank and publish as metrics.
+TRUSTED = ("ok",)
 
 KEY_COLUMNS = ["backend", "variant", "precision", "batch", "seq"]
 
@@ -42,12 +46,22 @@ COLUMNS = [
     "p99_ms",
     "std_ms",
     "cov",
-    "cov_flag",  # True when the coefficient of variation is above 2.5 %: a noisy measurement
+    "cov_flag",  # True when the calls of a round scatter more than the device's noise bound (timing.py)
+    # rounds: each cell is measured in several interleaved rounds, each in the unit's own worker process
+    "rounds",  # rounds that count (p50_ms is the median of their medians)
+    "round_spread",  # (slowest - fastest round median) / p50: how much the rounds disagree
+    "p50_ci_low_ms",  # bootstrap 95 % interval of p50_ms (rounds and calls resampled)
+    "p50_ci_high_ms",
     "host_p50_ms",
     "iterations",
     "first_call_ms",
     "throughput_seq_s",
     "throughput_tok_s",
+    "speedup",  # FP32 eager p50 / this p50 at the same cell, paired round by round
+    "speedup_ci_low",  # bootstrap 95 % interval of the speedup
+    "speedup_ci_high",
+    "dispatch_share",  # GPU: share of a call in which the GPU waited for the host to launch work
+    "contamination",  # what competed for the machine while the cell was timed (None: nothing)
     "peak_mem_mb",  # torch allocator peak (torch backends); ONNX Runtime / TensorRT: see extra.device_memory_used_mb
     # one-off costs of getting the backend ready, seconds
     "setup_s",  # load / session creation / engine deserialization for this variant+precision
