@@ -84,6 +84,23 @@ class TimingSpec(_Strict):
         return self
 
 
+class RoundsSpec(_Strict):
+    """Each cell is measured in ``count`` interleaved rounds (see ``sweep.py``); a cell whose round
+    medians differ by more than ``max_spread`` of their median gets up to ``retries`` extra rounds,
+    and is ``unstable`` if no ``count`` of its rounds agree."""
+
+    count: int = Field(3, ge=2)  # one round has no spread and no interval: two at least
+    max_spread: PositiveFloat = 0.10
+    retries: int = Field(2, ge=0)
+
+
+class NoiseSpec(_Strict):
+    """The noise gate: a round during which other processes kept more than ``max_other_cpu`` of the
+    usable cores busy is contaminated, and its cell ``unstable`` (never a winner, never reused)."""
+
+    max_other_cpu: float = Field(0.25, gt=0, le=1)
+
+
 class Tolerance(_Strict):
     """A cell passes when the cosine similarity is at least ``min_cosine`` and the mean
     absolute difference at most ``max_mean_abs`` (real tokens only, padding excluded)."""
@@ -134,14 +151,18 @@ class BenchmarkConfig(_Strict):
     grid: GridSpec
     precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1)
     timing: TimingSpec = Field(default_factory=TimingSpec)
+    rounds: RoundsSpec = Field(default_factory=RoundsSpec)
+    noise: NoiseSpec = Field(default_factory=NoiseSpec)
     tolerances: dict[str, Tolerance] = Field(default_factory=_default_tolerances)
     backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
-    threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all cores
+    threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all usable cores (clamped to them)
     seed: int = 0
     resume: bool = True  # reuse cells already in the journal for the same config and environment
-    # "process": each backend variant runs in a worker process, so a segfault is a `crashed` cell
-    # and a hang past cell_timeout_s a `timeout` cell, instead of the end of the run.
-    isolation: Literal["none", "process"] = "none"
+    # "process": each measured unit (backend x variant x precision) runs in its own worker process,
+    # so no backend is timed among another's leftovers (compiled modules, CUDA-graph pools, thread
+    # pools), a segfault is a `crashed` cell and a hang past cell_timeout_s a `timeout` cell.
+    # "none": every unit in this process, all open at once (an explicit choice, for debugging).
+    isolation: Literal["none", "process"] = "process"
     cell_timeout_s: PositiveFloat | None = None
 
     @field_validator("device")

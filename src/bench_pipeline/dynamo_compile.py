@@ -268,7 +268,7 @@ def compile_variant(
     shutil.rmtree(cache_dir, ignore_errors=True)  # cold means cold, on every run
     cache_dir.mkdir(parents=True)
     with compiler_caches_in(cache_dir):
-        result.module = _compile(model, spec, len(cell_inputs))
+        result.module = compile_module(model, spec, len(cell_inputs))
         breaks_seen: Counter[str] = Counter()
         for name, inputs in cell_inputs.items():
             result.cells[name] = _cold_first_call(result, inputs, device, breaks_seen)
@@ -280,7 +280,7 @@ def compile_variant(
             )
         elif measure_warm:
             clear_caches()  # warm must come from the cache files, as in a new process
-            result.module = _compile(model, spec, len(cell_inputs))
+            result.module = compile_module(model, spec, len(cell_inputs))
             for name, inputs in cell_inputs.items():
                 if result.cells[name].status == "ok":
                     _warm_first_call(result, name, inputs, device)
@@ -293,7 +293,8 @@ _COMPILE_KEYWORDS = inspect.signature(torch.compile).parameters
 CAN_ISOLATE = "isolate_recompiles" in _COMPILE_KEYWORDS
 
 
-def _compile(model: torch.nn.Module, spec: CompileSpec, cells: int) -> Callable[..., Any]:
+def compile_module(model: torch.nn.Module, spec: CompileSpec, cells: int) -> Callable[..., Any]:
+    """``torch.compile`` as every compile of this project calls it (lazy: shapes compile on first call)."""
     # a static grid compiles once per shape; above the limit dynamo would silently run eager
     limit = max(8, 2 * cells)
     extra: dict[str, Any] = {"isolate_recompiles": True} if CAN_ISOLATE else {}

@@ -378,10 +378,9 @@ def _other_processes(nvml: Any, handle: Any) -> list[dict[str, Any]] | None:
     graphics = _query(nvml, ("nvmlDeviceGetGraphicsRunningProcesses",), handle)
     if compute is None and graphics is None:
         return None
-    own_pid = os.getpid()
     by_pid: dict[int, dict[str, Any]] = {}
     for process in [*(compute or []), *(graphics or [])]:
-        if process.pid == own_pid or process.pid in by_pid:
+        if _of_this_sweep(process.pid) or process.pid in by_pid:
             continue
         used = process.usedGpuMemory
         by_pid[process.pid] = {
@@ -390,6 +389,17 @@ def _other_processes(nvml: Any, handle: Any) -> list[dict[str, Any]] | None:
             "used_memory_mb": None if used is None else _mib(used),
         }
     return sorted(by_pid.values(), key=lambda p: p["pid"])
+
+
+def _of_this_sweep(pid: int) -> bool:
+    """This process or another of its process group: the sweep's own idle unit workers hold GPU
+    memory too, and are no competition (only the unit being timed runs)."""
+    if pid == os.getpid():
+        return True
+    try:
+        return os.getpgid(pid) == os.getpgid(0)
+    except OSError:  # gone, or a host pid this container cannot see
+        return False
 
 
 def _host_facts() -> dict[str, Any]:

@@ -19,9 +19,17 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
+
 # Statuses that are a result worth keeping. Errors, OOMs, timeouts and crashes are retried, and
-# so are skips: a library installed or fixed since may make the cell runnable.
+# so are skips: a library installed or fixed since may make the cell runnable. An ``unstable``
+# cell is measured again: its numbers were contaminated or its rounds disagreed.
 REUSABLE = ("ok", "fail_accuracy", "unsupported")
+
+
+def reusable(row: dict[str, Any]) -> bool:
+    """Whether a journaled row may stand for this run: a kept status, measured on a quiet machine."""
+    return row.get("status") in REUSABLE and not row.get("contamination")
 
 # Environment facts that change what a cell measures (not clocks or temperature, which drift).
 _STABLE_ENV_PREFIXES = ("gpu.name", "gpu.driver", "gpu.compute_capability", "lib.", "cpu.model", "torch.", "device")
@@ -62,12 +70,26 @@ def cell_key(
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def key_context(
+    model_info: dict[str, Any], environment: dict[str, Any], config: Any, artifacts: Any = None
+) -> dict[str, Any]:
+    """Everything besides the cell itself that a journaled result depends on: the model, the
+    settings that shape a measurement, the environment fingerprint and the stage artifacts."""
+    return {
+        "model": {k: model_info[k] for k in ("path", "name", "weights_sha256")},
+        "settings": config.model_dump(include={"timing", "rounds", "noise", "isolation", "tolerances", "seed", "threads", "device"}),
+        "environment": environment_fingerprint(environment),
+        "artifacts": artifact_hashes(artifacts),
+    }
+
+
 class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Entries by key; the last line for a key wins; a torn last line is skipped."""
+        """Cell entries by key; the last line for a key wins; a torn last line is skipped.
+        Round records (``append_round``) are history, not results: they are not returned."""
         entries: dict[str, dict[str, Any]] = {}
         if not self.path.is_file():
             return entries
@@ -75,14 +97,29 @@ class Journal:
             for number, line in enumerate(f, 1):
                 try:
                     entry = json.loads(line)
-                    entries[entry["key"]] = entry
+                    if "round" not in entry:
+                        entries[entry["key"]] = entry
                 except (json.JSONDecodeError, KeyError, TypeError):
                     log.warning("%s line %d is incomplete (a run was killed mid-write): ignored", self.path, number)
         return entries
 
-    def append(self, key: str, row: dict[str, Any], raw_times: np.ndarray | None) -> None:
+    def reusable_keys(self) -> set[str]:
+        """Keys of the finished cells a rerun may take instead of measuring them again."""
+        return {key for key, entry in self.load().items() if reusable(entry["row"])}
+
+    def append(self, key: str, row: dict[str, Any], raw_times: dict[int, np.ndarray] | None) -> None:
+        """A finished cell: its row and the raw times of each of its rounds."""
+        times = None if raw_times is None else {str(r): t.tolist() for r, t in raw_times.items()}
+        self._write({"key": key, "row": row, "raw_times_ms": times})
+
+    def append_round(self, key: str, round_index: int, record: dict[str, Any]) -> None:
+        """One round of a cell, the moment it ends: a sweep killed between rounds loses nothing
+        measured. Kept as history; a cell is reused only from its finished entry."""
+        plain = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
+        self._write({"key": key, "round": round_index, "record": plain})
+
+    def _write(self, entry: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"key": key, "row": row, "raw_times_ms": None if raw_times is None else raw_times.tolist()}
         line = json.dumps(entry, default=_plain) + "\n"
         with self.path.open("a") as f:
             f.write(line)

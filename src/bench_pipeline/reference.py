@@ -12,7 +12,7 @@ from bench_pipeline.results import cell_name
 
 
 def compute_reference(model_info: dict, cells: list[Cell], device: torch.device, seed: int) -> dict[str, np.ndarray]:
-    """FP32, TF32 off (``sweep.configure_torch``), on the benchmark device; keys ``bB_sS/<output>``."""
+    """FP32, TF32 off (``devices.configure_torch``), on the benchmark device; keys ``bB_sS/<output>``."""
     module = load_model(model_info["path"], "fp32", device, trust_remote_code=model_info.get("trust_remote_code", False))
     reference: dict[str, np.ndarray] = {}
     for cell in cells:

@@ -1,58 +1,358 @@
-"""Run one backend over its variants x precisions x grid cells, one result row per cell.
+"""Every planned cell measured in interleaved rounds, each unit in its own worker; one row per cell.
 
-The loop is the same for every backend: open a session (the one-off cost), then per cell
-bind inputs, time, compare with the reference. Whatever goes wrong in a cell becomes that
-cell's row (status + reason) and the sweep goes on; nothing measured is dropped.
+A *unit* is one (backend, variant, precision): one session serving all its grid cells. The sweep
+starts every unit's worker (``isolation``), then measures in rounds: in round r, for each grid
+cell, each unit times that cell once, in an order rotated by round and cell, so slow drift of the
+host or the GPU clocks hits every unit alike. The FP32 eager baseline takes part in the same
+rounds, seconds from each candidate, so a speedup is a paired ratio (``stats.paired_speedup``).
+
+A cell's latency is the median of its round medians, with a bootstrap interval. A cell whose
+rounds disagree by more than ``rounds.max_spread``, or whose rounds were contaminated by other
+processes (``machine_load``) or a throttled or shared GPU, gets up to ``rounds.retries`` extra
+rounds; if no ``rounds.count`` clean rounds agree, it is ``unstable``: kept, never a result, and
+measured again by the next run instead of reused. Every round is journaled the moment it ends.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import pickle
-import sys
+import time
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-from rich.progress import Progress
 
 from bench_pipeline.backends import BACKENDS, instantiate
-from bench_pipeline.backends.base import BackendContext, Cell, CellFailure, Session, is_out_of_memory
+from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
-from bench_pipeline.environment import gpu_state_snapshot, state_warnings
-from bench_pipeline.isolation import run_isolated
-from bench_pipeline.journal import REUSABLE, Journal, cell_key
-from bench_pipeline.models import make_inputs
-from bench_pipeline.parity import compare, violation
+from bench_pipeline.isolation import LocalUnit, WorkerUnit
+from bench_pipeline.journal import Journal, cell_key, reusable
+from bench_pipeline.parity import violation
 from bench_pipeline.results import cell_name, make_row
-from bench_pipeline.timing import StopRule, measure
+from bench_pipeline.stats import (
+    agreeing_rounds,
+    latency_interval,
+    paired_speedup,
+    robust_cov,
+    round_spread,
+    unpaired_speedup,
+)
+from bench_pipeline.timing import noise_limit, summarize
+from bench_pipeline.unit import Reference, classify, reference_for
 
 log = logging.getLogger(__name__)
 
-Reference = dict[str, np.ndarray]  # "b8_s128/last_hidden_state" -> FP32 eager output
+BASELINE = ("eager", "default", "fp32")  # what a user gets without trying: every speedup is over it
+Rounds = dict[int, np.ndarray]  # round index -> that round's per-call times (ms)
 
 
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+@dataclass(eq=False)
+class Unit:
+    """One (backend, variant, precision) of the plan, with what the journal already holds for it."""
+
+    backend: str
+    variant: str
+    precision: str
+    payload: dict[str, Any]  # what its worker needs to open the session (see unit.UnitSession)
+    cells: list[Cell]
+    keys: dict[Cell, str]
+    reused: dict[Cell, dict[str, Any]]  # journal entries taken instead of measuring
+    journal: Journal | None = None
+    failure: dict[str, Any] | None = None  # known without a worker (unsupported precision, no provider)
+    rounds: dict[Cell, dict[int, dict[str, Any]]] = field(default_factory=dict)  # measured now
+    worker: Any = None  # isolation.WorkerUnit or LocalUnit while the sweep runs
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.variant}/{self.precision}"
+
+    @property
+    def todo(self) -> list[Cell]:
+        return [c for c in self.cells if c not in self.reused]
+
+    @property
+    def base(self) -> dict[str, Any]:
+        return self.payload["base"]
 
 
-def configure_torch(threads: int | None) -> int:
-    """FP32 means FP32: TF32 off for the reference and every FP32 cell. Threads fixed and returned."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    if threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
+def plan_units(
+    name: str,
+    spec: BackendSpec,
+    config: BenchmarkConfig,
+    ctx: BackendContext,
+    reference: Reference,
+    journal: Journal | None = None,
+    key_context: dict[str, Any] | None = None,
+    reuse: bool = True,
+) -> list[Unit]:
+    """The units of one backend: each variant x precision, its cells' journal keys, the cells the
+    journal already holds (when ``reuse``), and any failure its backend can tell without opening."""
+    done = journal.load() if journal and reuse else {}
+    units = []
+    for variant in spec.variants:
+        for precision in config.precisions_for(variant):
+            keys = {
+                c: cell_key(key_context or {}, name, variant.name, variant.options, precision, c.batch, c.seq)
+                for c in ctx.cells
+            }
+            base = {
+                "model": ctx.model_info["name"], "backend": name, "variant": variant.name,
+                "precision": precision, "device": str(ctx.device), "threads": ctx.threads,
+            }
+            payload = {
+                "target": BACKENDS[name], "variant": variant.name, "options": variant.options,
+                "precision": precision, "config": config, "ctx": ctx, "base": base,
+                "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v for c in ctx.cells for k, v in reference_for(reference, c).items()},
+            }
+            reused = {c: done[k] for c, k in keys.items() if k in done and reusable(done[k]["row"])}
+            unit = Unit(name, variant.name, precision, payload, list(ctx.cells), keys, reused, journal)
+            if unit.todo:
+                unit.failure = _precheck(unit, ctx)
+            units.append(unit)
+    return units
 
 
-def reference_for(reference: Reference, cell: Cell) -> dict[str, np.ndarray]:
-    prefix = f"{cell_name(cell.batch, cell.seq)}/"
-    return {key.removeprefix(prefix): value for key, value in reference.items() if key.startswith(prefix)}
+def _precheck(unit: Unit, ctx: BackendContext) -> dict[str, Any] | None:
+    """What the backend knows without loading anything, so no worker starts for a cell that cannot run."""
+    try:
+        instantiate(unit.payload["target"]).precheck(ctx, unit.variant, unit.precision, unit.payload["options"])
+    except Exception as error:  # noqa: BLE001 - a missing library is a skip, not the end of the run
+        status, reason = classify(error)
+        return {"status": status, "reason": reason, "costs": getattr(error, "costs", {}), "extra": getattr(error, "extra", {})}
+    return None
+
+
+def run_units(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[str, Any]], dict[str, Rounds]]:
+    """Rows for every unit's cells (plan order) and the per-round raw times of each measured cell
+    (keyed ``backend/variant/precision/bB_sS``).
+
+    Cell after cell (grid order), every unit takes its rounds of that cell, so a cell is final
+    (journaled, its speedups paired) minutes before the sweep ends: a killed sweep loses at most
+    the cell in flight, and the rounds of that one are in the journal too.
+    """
+    sweep_id = uuid.uuid4().hex[:12]
+    live = [u for u in units if u.todo and u.failure is None]
+    opened = _open_all(live, config)
+    measuring = [u for u in live if opened[u]["status"] == "open"]
+    rows: dict[tuple[Unit, Cell], dict[str, Any]] = {}
+    raw: dict[str, Rounds] = {}
+    try:
+        for cell in dict.fromkeys(c for u in units for c in u.cells):
+            _measure_cell([u for u in measuring if cell in u.todo], cell, config)
+            here = [u for u in units if cell in u.cells]
+            for unit in here:
+                rows[(unit, cell)], rounds = _row_for(unit, cell, opened.get(unit), config, sweep_id)
+                if rounds:
+                    raw[_raw_key(unit, cell)] = rounds
+            _add_speedups(here, cell, rows, raw)
+            for unit in here:
+                if cell not in unit.reused and unit.journal:
+                    unit.journal.append(unit.keys[cell], rows[(unit, cell)], raw.get(_raw_key(unit, cell)))
+    finally:
+        for unit in live:
+            unit.worker.close()
+    log.info("sweep %s: %d cells, %d reused from the journal, %d units measured in rounds of %d",
+             sweep_id, len(rows), sum(len(u.reused) for u in units), len(measuring), config.rounds.count)
+    return [rows[(u, c)] for u in units for c in u.cells], raw
+
+
+def _raw_key(unit: Unit, cell: Cell) -> str:
+    return f"{unit.label}/{cell_name(cell.batch, cell.seq)}"
+
+
+def _open_all(units: list[Unit], config: BenchmarkConfig) -> dict[Unit, dict[str, Any]]:
+    """Start every unit's worker at once (they load and compile side by side), then wait for each."""
+    kind = WorkerUnit if config.isolation == "process" else LocalUnit
+    for unit in units:
+        unit.worker = kind(unit.payload, config.cell_timeout_s)
+    opened = {}
+    for unit in units:
+        started = time.perf_counter()
+        opened[unit] = unit.worker.open()
+        log.info("%s: %s (waited %.1f s)", unit.label, opened[unit]["status"], time.perf_counter() - started)
+    return opened
+
+
+def _measure_cell(units: list[Unit], cell: Cell, config: BenchmarkConfig) -> None:
+    """``rounds.count`` rounds of ``cell`` over ``units``, then extra rounds where they disagree."""
+    pending = set(units)
+    for round_index in range(config.rounds.count):
+        _one_round(units, pending, cell, round_index)
+    baseline = next((u for u in units if (u.backend, u.variant, u.precision) == BASELINE), None)
+    for retry in range(config.rounds.retries):
+        unsettled = [u for u in units if u in pending and not _settled(u.rounds.get(cell, {}), config)]
+        if not unsettled:
+            return
+        # the baseline joins each extra round, so the candidate's new round is paired too
+        extra = set(unsettled) | ({baseline} if baseline in pending else set())
+        log.info("%s: %d unit(s) measured again (rounds disagree or were contaminated)",
+                 cell_name(cell.batch, cell.seq), len(unsettled))
+        _one_round([u for u in units if u in extra], pending, cell, config.rounds.count + retry)
+
+
+def _one_round(units: list[Unit], pending: set[Unit], cell: Cell, round_index: int) -> None:
+    """Each pending unit times ``cell`` once, in an order rotated by the round."""
+    here = [u for u in units if u in pending]
+    shift = round_index % len(here) if here else 0
+    for unit in here[shift:] + here[:shift]:
+        result = unit.worker.measure(cell, round_index)
+        unit.rounds.setdefault(cell, {})[round_index] = result
+        if unit.journal:
+            unit.journal.append_round(unit.keys[cell], round_index, result)
+        if result["status"] != "measured":  # a failure is final for the cell: no more rounds
+            log.warning("%s %s: %s: %s", unit.label, cell_name(cell.batch, cell.seq), result["status"], result["reason"])
+            pending.discard(unit)
+
+
+def _settled(rounds: dict[int, dict[str, Any]], config: BenchmarkConfig) -> bool:
+    clean = _clean(rounds)
+    if len(clean) < config.rounds.count:
+        return False
+    counted = [clean[r] for r in agreeing_rounds(clean, config.rounds.count)]
+    return round_spread(counted) <= config.rounds.max_spread
+
+
+def _clean(rounds: dict[int, dict[str, Any]]) -> Rounds:
+    return {r: res["times_ms"] for r, res in rounds.items() if res["status"] == "measured" and not res["contamination"]}
+
+
+def _row_for(unit: Unit, cell: Cell, opened: dict[str, Any] | None, config: BenchmarkConfig, sweep_id: str):
+    """The cell's row and its rounds' raw times (None where nothing was timed)."""
+    if cell in unit.reused:
+        return _reused(unit.reused[cell])
+    base = unit.base | {"batch": cell.batch, "seq": cell.seq}
+    failure = unit.failure or (opened if opened and opened["status"] != "open" else None)
+    if failure:
+        row = make_row(**base, **failure.get("costs", {}), status=failure["status"], reason=failure["reason"],
+                       extra=_json(failure.get("extra", {})))
+        return row, None
+    return _measured_row(unit, cell, opened, config, sweep_id)
+
+
+def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: BenchmarkConfig, sweep_id: str):
+    results = unit.rounds.get(cell, {})
+    measured = {r: res for r, res in results.items() if res["status"] == "measured"}
+    failed = next((res for res in results.values() if res["status"] != "measured"), None)
+    fields = unit.base | {"batch": cell.batch, "seq": cell.seq, "device": opened["device"], "setup_s": opened["setup_s"]}
+    fields |= opened["costs"]
+    extra = dict(opened["extra"]) | {"sweep_id": sweep_id}
+    if not measured:
+        return make_row(**fields, status=failed["status"], reason=failed["reason"], extra=_json(extra)), None
+    fields |= next(iter(measured.values()))["cell_costs"]
+    all_rounds = {r: res["times_ms"] for r, res in measured.items()}
+    clean = _clean(measured)
+    counted_ids = agreeing_rounds(clean or all_rounds, config.rounds.count)
+    counted = [all_rounds[r] for r in counted_ids]
+    first = measured[min(measured)]
+    parity = next(res["parity"] for res in measured.values() if res["parity"] is not None) if any(
+        res["parity"] is not None for res in measured.values()) else {}
+    estimate = latency_interval(counted, seed=config.seed)
+    spread = round_spread(counted) if len(counted) > 1 else None
+    pooled = np.concatenate(counted)
+    device_type = opened["device"].split(":")[0]
+    stats = summarize(pooled, noise_limit(device_type))
+    stats["cov_flag"] = any(robust_cov(all_rounds[r]) > noise_limit(device_type) for r in counted_ids)
+    stats["p50_ms"] = estimate.value  # the median of round medians: what every comparison uses
+    problems = list(dict.fromkeys(res["contamination"] for res in measured.values() if res["contamination"]))
+    status, reason = _verdict(failed, violation(parity, config.tolerances[unit.precision]) if parity else None,
+                              len(clean), spread, problems, len(measured), config)
+    extra |= {
+        "counted_rounds": counted_ids,
+        "round_p50_ms": {str(r): float(np.median(t)) for r, t in sorted(all_rounds.items())},
+        "warmup_calls": [res["warmup_calls"] for _, res in sorted(measured.items())],
+        "other_cores": [res["other_cores"] for _, res in sorted(measured.items())],
+        "device_memory_used_mb": max((res["device_memory_used_mb"] or 0 for res in measured.values()), default=None) or None,
+        "measurement_notes": [n for res in measured.values() for n in res["notes"]] or None,
+    }
+    shares = [measured[r]["dispatch_share"] for r in counted_ids if measured[r]["dispatch_share"] is not None]
+    per_second = 1000.0 / estimate.value
+    peaks = [res["peak_mem_mb"] for res in measured.values() if res["peak_mem_mb"] is not None]
+    row = make_row(
+        **fields, **stats, **parity,
+        status=status, reason=reason,
+        rounds=len(counted), round_spread=spread,
+        p50_ci_low_ms=estimate.low, p50_ci_high_ms=estimate.high,
+        host_p50_ms=float(np.median([np.median(measured[r]["host_ms"]) for r in counted_ids])),
+        first_call_ms=first["first_call_ms"],
+        throughput_seq_s=cell.batch * per_second,
+        throughput_tok_s=cell.batch * cell.seq * per_second,
+        peak_mem_mb=max(peaks) if peaks else None,
+        dispatch_share=float(np.median(shares)) if shares else None,
+        contamination="; ".join(problems) or None,
+        gpu_warnings="; ".join(dict.fromkeys(w for res in measured.values() for w in res["gpu_warnings"])) or None,
+        extra=_json(extra),
+    )
+    return row, all_rounds
+
+
+def _verdict(failed, accuracy, n_clean, spread, problems, n_measured, config) -> tuple[str, str | None]:
+    """Status and reason of a measured cell: a failure in any round wins, then accuracy, then stability."""
+    if failed:
+        return failed["status"], failed["reason"]
+    if accuracy:
+        return "fail_accuracy", accuracy
+    needed = config.rounds.count
+    if n_clean < needed:
+        return "unstable", (
+            f"only {n_clean} of {n_measured} rounds were clean (needed {needed}): {problems[0]}"
+        )
+    if spread is not None and spread > config.rounds.max_spread:
+        return "unstable", (
+            f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "
+            f"(allowed {config.rounds.max_spread:.0%}) after {n_measured} rounds"
+        )
+    return "ok", None
+
+
+def _add_speedups(units: list[Unit], cell: Cell, rows: dict[tuple[Unit, Cell], dict[str, Any]], raw: dict[str, Rounds]) -> None:
+    """Each measured row's speedup over the baseline at ``cell``, with its interval: paired round
+    by round where both were measured in this sweep, otherwise resampled independently."""
+    baseline = next((u for u in units if (u.backend, u.variant, u.precision) == BASELINE), None)
+    if baseline is None:
+        return
+    base_row, base_rounds = rows[(baseline, cell)], raw.get(_raw_key(baseline, cell))
+    for unit in units:
+        row, cand_rounds = rows[(unit, cell)], raw.get(_raw_key(unit, cell))
+        if not base_rounds or not cand_rounds or base_row["p50_ms"] is None or row["p50_ms"] is None:
+            continue
+        if unit is baseline:
+            row.update(speedup=1.0, speedup_ci_low=1.0, speedup_ci_high=1.0)
+            continue
+        extra = json.loads(row["extra"] or "{}")
+        base_extra = json.loads(base_row["extra"] or "{}")
+        same_sweep = extra.get("sweep_id") is not None and extra.get("sweep_id") == base_extra.get("sweep_id")
+        if cell in unit.reused and same_sweep:
+            continue  # both from the same earlier sweep: its paired speedup stands
+        counted = _counted(extra, cand_rounds)
+        common = [r for r in counted if r in base_rounds]
+        paired = same_sweep and len(common) >= 2
+        if paired:
+            estimate = paired_speedup([base_rounds[r] for r in common], [cand_rounds[r] for r in common])
+        else:
+            estimate = unpaired_speedup(
+                [base_rounds[r] for r in _counted(base_extra, base_rounds)], [cand_rounds[r] for r in counted]
+            )
+        row.update(speedup=estimate.value, speedup_ci_low=estimate.low, speedup_ci_high=estimate.high)
+        row["extra"] = _json(extra | {"speedup_paired": paired})
+
+
+def _counted(extra: dict[str, Any], rounds: Rounds) -> list[int]:
+    return [int(r) for r in extra.get("counted_rounds", sorted(rounds)) if int(r) in rounds]
+
+
+def _reused(entry: dict[str, Any]) -> tuple[dict[str, Any], Rounds | None]:
+    """A journaled cell as a row again, marked in ``extra`` as reused rather than measured now."""
+    row = dict(entry["row"])
+    extra = json.loads(row.get("extra") or "{}") | {"reused_from_journal": True}
+    row["extra"] = _json(extra)
+    times = entry.get("raw_times_ms")
+    if times is None:
+        return row, None
+    if isinstance(times, list):  # a journal written before rounds: one round
+        return row, {0: np.asarray(times)}
+    return row, {int(r): np.asarray(t) for r, t in times.items()}
 
 
 def run_backend(
@@ -64,186 +364,9 @@ def run_backend(
     journal: Journal | None = None,
     key_context: dict[str, Any] | None = None,
     reuse: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Rows for every planned cell, and the raw per-call times of the cells that were timed
-    (keyed ``backend/variant/precision/bB_sS``).
-
-    With a ``journal``, each finished cell is appended to it at once, and a cell whose key
-    (``journal.cell_key`` over ``key_context`` and the cell) is already there with a
-    reusable status is taken from it instead of being measured again (unless ``reuse`` is off).
-    """
-    rows: list[dict[str, Any]] = []
-    raw_times: dict[str, np.ndarray] = {}
-    done = journal.load() if journal and reuse else {}
-    reused = 0
-    plan = [(v, p) for v in spec.variants for p in config.precisions_for(v)]
-    with Progress(disable=not sys.stderr.isatty(), transient=True) as progress:
-        task = progress.add_task(name, total=len(plan) * len(ctx.cells))
-        for variant, precision in plan:
-            base = {
-                "model": ctx.model_info["name"],
-                "backend": name,
-                "variant": variant.name,
-                "precision": precision,
-                "device": str(ctx.device),
-                "threads": ctx.threads,
-            }
-            keys = {
-                c: cell_key(key_context or {}, name, variant.name, variant.options, precision, c.batch, c.seq)
-                for c in ctx.cells
-            }
-            kept = {c: done[k] for c, k in keys.items() if k in done and done[k]["row"]["status"] in REUSABLE}
-            todo = [c for c in ctx.cells if c not in kept]
-            fresh = _run_variant(name, variant.options, precision, config, ctx, reference, base, todo) if todo else iter(())
-            for cell in ctx.cells:
-                if cell in kept:
-                    row, times = _reused(kept[cell])
-                    reused += 1
-                else:
-                    row, times = next(fresh)
-                    if journal:
-                        journal.append(keys[cell], row, times)
-                rows.append(row)
-                if times is not None:
-                    raw_times[f"{name}/{variant.name}/{precision}/{cell_name(cell.batch, cell.seq)}"] = times
-                progress.advance(task)
-            if todo:
-                fresh.close()  # ends the session (its finally) now, not at garbage collection
-            log.info("%s/%s/%s: %d cells done", name, variant.name, precision, len(ctx.cells))
-    if journal:
-        log.info("%s: reused %d of %d cells from %s", name, reused, len(rows), journal.path)
-    return rows, raw_times
-
-
-def _reused(entry: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
-    """A journaled cell as a row again, marked in ``extra`` as reused rather than measured now."""
-    row = dict(entry["row"])
-    extra = json.loads(row.get("extra") or "{}") | {"reused_from_journal": True}
-    row["extra"] = _json(extra)
-    times = entry.get("raw_times_ms")
-    return row, None if times is None else np.asarray(times)
-
-
-def _run_variant(name, options, precision, config, ctx, reference, base, cells):
-    """Yield (row, raw times or None) for each of ``cells``, in this process or a worker."""
-    payload = {
-        "target": BACKENDS[name],
-        "options": options,
-        "precision": precision,
-        "config": config,
-        "ctx": ctx,
-        "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v for c in cells for k, v in reference_for(reference, c).items()},
-        "base": base,
-    }
-    if config.isolation == "process":
-        try:
-            pickle.dumps(payload)
-        except Exception as error:  # noqa: BLE001 - e.g. compiled modules that live in this process
-            log.warning("%s runs in this process: its artifacts cannot move to a worker (%s)", name, error)
-        else:
-            yield from run_isolated(payload, cells, config.cell_timeout_s)
-            return
-    yield from run_variant_here(payload, cells)
-
-
-def run_variant_here(payload: dict[str, Any], cells: list[Cell]):
-    """Open the backend for one (variant, precision) and run ``cells``; every failure is a row."""
-    base, ctx, config, precision = payload["base"], payload["ctx"], payload["config"], payload["precision"]
-    try:
-        session = instantiate(payload["target"]).open(ctx, base["variant"], precision, payload["options"])
-    except Exception as error:  # noqa: BLE001 - every failure becomes rows, the sweep goes on
-        status, reason = _classify(error)
-        costs, extra = getattr(error, "costs", {}), _json(getattr(error, "extra", {}))
-        for cell in cells:
-            yield make_row(**base, **costs, batch=cell.batch, seq=cell.seq, status=status, reason=reason, extra=extra), None
-        _release(ctx.device)
-        return
-    try:
-        for cell in cells:
-            yield _run_cell(session, cell, config, ctx, payload["reference"], base, precision)
-    finally:
-        session.close()
-        del session
-        _release(ctx.device)
-
-
-def _run_cell(session: Session, cell: Cell, config: BenchmarkConfig, ctx, reference, base, precision):
-    device = session.device  # an ORT CPU variant in a CUDA run is timed and labelled as CPU
-    fields = base | {"batch": cell.batch, "seq": cell.seq, "device": str(device), "setup_s": session.setup_s}
-    fields |= session.costs | _cell_costs(session, cell)
-    extra = dict(session.extra)
-    try:
-        inputs = make_inputs(ctx.model_dir, cell.batch, cell.seq, config.seed)
-        runner = session.prepare(inputs, cell)
-        allocated_before = _reset_peak_memory(device)
-        rule = StopRule(**config.timing.model_dump())
-        measurement = measure(runner.run, rule, device=device, stream=runner.cuda_stream)
-        parity = compare(runner.outputs(), reference_for(reference, cell), inputs["attention_mask"].numpy())
-    except Exception as error:  # noqa: BLE001
-        status, reason = _classify(error)
-        del error
-        _release(device)
-        return make_row(**fields, status=status, reason=reason, extra=_json(extra)), None
-
-    stats = measurement.stats()
-    snapshot = gpu_state_snapshot(device) if device.type == "cuda" else {}
-    peak_mem_mb = None
-    if device.type == "cuda" and session.uses_torch_allocator:
-        # this cell's peak above what was resident before it, plus this session's own weights:
-        # models of other sessions still in memory (compiled variants) are not counted
-        peak_mem_mb = (torch.cuda.max_memory_allocated(device) - allocated_before + session.resident_bytes) / 2**20
-    elif snapshot.get("gpu.memory_used_mb") is not None:
-        extra["device_memory_used_mb"] = snapshot["gpu.memory_used_mb"]  # whole GPU, all processes
-    extra["warmup_calls"] = measurement.warmup_calls
-    if measurement.notes:
-        extra["measurement_notes"] = measurement.notes
-    failed = violation(parity, config.tolerances[precision])
-    per_second = 1000.0 / stats["p50_ms"]
-    row = make_row(
-        **fields,
-        **stats,
-        **parity,
-        status="fail_accuracy" if failed else "ok",
-        reason=failed,
-        first_call_ms=measurement.first_call_ms,
-        throughput_seq_s=cell.batch * per_second,
-        throughput_tok_s=cell.batch * cell.seq * per_second,
-        peak_mem_mb=peak_mem_mb,
-        gpu_warnings="; ".join(state_warnings(snapshot)) or None,
-        extra=_json(extra),
-    )
-    return row, measurement.times_ms
-
-
-def _cell_costs(session: Session, cell: Cell) -> dict[str, float]:
-    """Costs that differ per cell (e.g. a compile per static shape), where the session has them."""
-    cell_costs = getattr(session, "cell_costs", None)
-    return cell_costs(cell) if cell_costs else {}
-
-
-def _reset_peak_memory(device: torch.device) -> int:
-    """Start this cell's peak-memory window; the bytes already allocated (0 off CUDA)."""
-    if device.type != "cuda":
-        return 0
-    torch.cuda.reset_peak_memory_stats(device)
-    return torch.cuda.memory_allocated(device)
-
-
-def _classify(error: BaseException) -> tuple[str, str]:
-    if isinstance(error, CellFailure):
-        return error.status, error.reason
-    message = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-    if isinstance(error, ImportError):
-        return "skipped", f"a library this backend needs is not installed: {message}"
-    if is_out_of_memory(error):
-        return "oom", message
-    return "error", message
-
-
-def _release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+) -> tuple[list[dict[str, Any]], dict[str, Rounds]]:
+    """One backend's sweep on its own (its units' rounds interleaved with each other only)."""
+    return run_units(plan_units(name, spec, config, ctx, reference, journal, key_context, reuse), config)
 
 
 def _json(extra: dict[str, Any]) -> str:

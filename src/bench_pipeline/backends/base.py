@@ -112,6 +112,11 @@ class Backend(ABC):
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise ``ValueError`` naming a bad variant option; runs at config validation, before any node."""
 
+    def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
+        """Raise ``CellFailure`` when this (variant, precision) cannot run here, from what is known
+        without loading anything (precision on this device, a missing provider, a failed stage):
+        the sweep then starts no worker process for it. ``open`` still checks everything."""
+
     @abstractmethod
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         """Get ready for (variant, precision); raise ``CellFailure`` when it cannot run here."""

@@ -1,20 +1,23 @@
-"""torch.compile'd modules from the dynamo stage, timed like eager.
+"""torch.compile'd modules, compiled again in the unit's own worker and timed like eager.
 
-The dynamo stage compiled every variant x precision for every grid shape and left the
-modules in memory (``dynamo_artifacts``, keyed ``variant/precision``); this backend only
-looks them up, so compile time never leaks into a timed call and each cell's compile
-cost comes from the stage (``compile_s`` cold, ``compile_warm_s`` warm).
+The dynamo stage compiled each variant x precision once for every shape that will be measured,
+to record what compiling costs (``compile_s`` cold, ``compile_warm_s`` warm) into its own
+inductor cache, and released the modules. A compiled module lives only in the process that
+compiled it, so the unit's worker loads the model and compiles it again on the stage's cache
+(a warm compile, outside any timed call): the module it times is the one the stage describes,
+and no other backend's leftovers share its process.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
-from bench_pipeline.backends.eager import TorchRunner, module_bytes
-from bench_pipeline.dynamo_compile import validate_variant_options
+from bench_pipeline.backends.eager import TorchRunner, check_precision, module_bytes, open_torch_model
+from bench_pipeline.dynamo_compile import CompileSpec, compile_module, compiler_caches_in, validate_variant_options
 from bench_pipeline.results import cell_name
 
 STAGE = "dynamo"
@@ -29,35 +32,20 @@ def artifact_key(variant: str, precision: str) -> str:
     return f"{variant}/{precision}"
 
 
-class InProcess:
-    """Holds a compiled module in the stage's record and refuses to be pickled.
-
-    A compiled module pickles as its plain model plus compile settings, so a worker process
-    would silently recompile it (outside the stage's cache, its time inside the benchmark)
-    and time a module the stage's compile numbers do not describe. Refusing makes a sweep
-    that isolates backends in workers keep the dynamo backend in the process that compiled.
-    """
-
-    def __init__(self, module: Any):
-        self.module = module
-
-    def __reduce__(self):
-        raise TypeError("a torch.compile'd module is only valid in the process that compiled it")
-
-
 def facts(entry: dict[str, Any]) -> dict[str, Any]:
     return {key: entry[key] for key in FACTS if key in entry}
 
 
 class DynamoSession(Session):
-    def __init__(self, entry: dict[str, Any], device: torch.device):
+    def __init__(self, entry: dict[str, Any], module: Any, device: torch.device, load_s: float):
         self.entry = entry
-        self.module = entry["module"].module
+        self.module = module
         self.device = device
-        self.resident_bytes = module_bytes(self.module)
-        self.setup_s = entry["load_s"]
-        # the same for every cell of the variant: how the grid as a whole compiled
-        self.costs = {"recompiles": entry["recompiles"], "graph_breaks": entry["graph_breaks"]}
+        self.cache_dir = Path(entry["cache_dir"])
+        self.resident_bytes = module_bytes(module._orig_mod if hasattr(module, "_orig_mod") else module)
+        self.setup_s = load_s
+        # the same for every cell of the variant: how the grid as a whole compiled in the stage
+        self.costs = {"recompiles": entry.get("recompiles"), "graph_breaks": entry.get("graph_breaks")}
         self.extra = facts(entry)
 
     def cell_costs(self, cell: Cell) -> dict[str, float | None]:
@@ -69,15 +57,15 @@ class DynamoSession(Session):
         compiled = self._compiled(cell)
         if compiled.get("status") != "ok":
             raise CellFailure(compiled["status"], compiled["reason"])
-        # placed exactly as the stage placed them, so dynamo's guards (device, dispatch keys) match
-        return TorchRunner(self.module, {k: v.to(self.device) for k, v in inputs.items()})
+        runner = TorchRunner(self.module, {k: v.to(self.device) for k, v in inputs.items()})
+        with compiler_caches_in(self.cache_dir):
+            runner.run()  # this shape compiles here, from the stage's cache, before any timed call
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return runner
 
     def close(self) -> None:
-        # The stage's record outlives this session (a memory dataset): drop the module from it
-        # too, so its weights, compiled graphs and any CUDA-graph pools are freed before the
-        # next variant is measured.
         self.module = None
-        self.entry["module"] = None
 
     def _compiled(self, cell: Cell) -> dict[str, Any]:
         return self.entry["compile"].get(cell_name(cell.batch, cell.seq)) or {
@@ -92,19 +80,26 @@ class DynamoBackend(Backend):
     def check_options(self, options: dict[str, Any]) -> None:
         validate_variant_options(options)
 
+    def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
+        self._entry(ctx, variant, precision)
+
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
+        entry = self._entry(ctx, variant, precision)
+        model, load_s = open_torch_model(ctx, precision, options)
+        module = compile_module(model, CompileSpec.from_options(options), len(ctx.cells))
+        return DynamoSession(entry, module, ctx.device, load_s)
+
+    def _entry(self, ctx: BackendContext, variant: str, precision: str) -> dict[str, Any]:
+        """The stage's record for (variant, precision), or why this unit cannot run."""
+        check_precision(ctx, precision)
         entries = ctx.artifacts.get(STAGE) or {}
         entry = entries.get(artifact_key(variant, precision))
         if entry is None:
             raise CellFailure(
                 "error",
                 f"no dynamo stage record for {artifact_key(variant, precision)} (has: {sorted(entries)}): "
-                "run the dynamo stage before its benchmark, in the same process (`kedro run`)",
+                "run the dynamo stage before its benchmark (`kedro run`)",
             )
         if entry["status"] != "ok":
             raise CellFailure(entry["status"], entry["reason"], extra=facts(entry))
-        if entry["module"] is None:
-            raise CellFailure(
-                "error", f"the compiled module for {artifact_key(variant, precision)} was already released"
-            )
-        return DynamoSession(entry, ctx.device)
+        return entry

@@ -52,11 +52,15 @@ def module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
-def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[torch.nn.Module, float]:
-    """Load the model for a torch backend, or say why this precision cannot run on this device."""
+def check_precision(ctx: BackendContext, precision: str) -> None:
     reason = precision_unsupported(ctx.device, precision)
     if reason:
         raise CellFailure("unsupported", reason)
+
+
+def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[torch.nn.Module, float]:
+    """Load the model for a torch backend, or say why this precision cannot run on this device."""
+    check_precision(ctx, precision)
     started = time.perf_counter()
     module = load_model(
         ctx.model_dir,
@@ -75,6 +79,9 @@ class EagerBackend(Backend):
         unknown = sorted(set(options) - {"attn_implementation"})
         if unknown:
             raise ValueError(f"unknown eager option(s) {unknown}; allowed: ['attn_implementation']")
+
+    def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
+        check_precision(ctx, precision)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         module, setup_s = open_torch_model(ctx, precision, options)

@@ -100,10 +100,15 @@ class OnnxRuntimeBackend(Backend):
     def check_options(self, options: dict[str, Any]) -> None:
         OrtOptions.parse(options, torch.device("cpu"))
 
+    def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
+        opts = OrtOptions.parse(options, ctx.device)
+        _artifact_for(ctx.artifacts.get("export"), precision, opts)
+        _check_provider(opts, ctx.device)
+
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
+        self.precheck(ctx, variant, precision, options)
         opts = OrtOptions.parse(options, ctx.device)
         artifact, trt_fp16 = _artifact_for(ctx.artifacts.get("export"), precision, opts)
-        _check_provider(opts, ctx.device)
         path = Path(artifact["path"])
         if not path.is_file():
             raise CellFailure("fail_export", f"ONNX file {path} is missing: rerun the export stage")

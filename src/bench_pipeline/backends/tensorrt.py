@@ -64,6 +64,14 @@ class TensorRTBackend(Backend):
             raise ValueError(f"unknown tensorrt option(s) {unknown}; allowed: {list(OPTIONS)}")
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
+        entry, flavour = self._runnable(ctx, precision, options)
+        return TensorRTSession(ctx.device, entry, flavour, cuda_graph=bool(options.get("cuda_graph", False)))
+
+    def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
+        self._runnable(ctx, precision, options)
+
+    def _runnable(self, ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[dict[str, Any], Flavour]:
+        """The stage's engine record and the TensorRT flavour that runs it here, or why not."""
         self.check_options(options)
         entry = ctx.artifacts.get("tensorrt", {}).get(precision)
         if entry is None:
@@ -86,7 +94,7 @@ class TensorRTBackend(Backend):
             reason = engine_mismatch(engine, flavour, gpu)
             if reason:
                 raise skipped_with_build_facts(reason, entry)
-        return TensorRTSession(ctx.device, entry, flavour, cuda_graph=bool(options.get("cuda_graph", False)))
+        return entry, flavour
 
 
 def build_facts(entry: dict[str, Any]) -> dict[str, Any]:

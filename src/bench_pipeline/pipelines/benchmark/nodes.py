@@ -1,4 +1,6 @@
-"""Benchmark stage: one node per backend, all made from the same template."""
+"""Benchmark stage: each backend plans its units (one template, one namespace per backend), then
+one node measures all units together, in interleaved rounds, so every backend meets the same
+machine and every speedup is paired with the baseline measured beside it."""
 
 from __future__ import annotations
 
@@ -11,80 +13,92 @@ import pandas as pd
 
 from bench_pipeline.backends.base import BackendContext
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.devices import configure_torch, resolve_device
 from bench_pipeline.environment import compare_snapshots, gpu_state_snapshot
-from bench_pipeline.journal import Journal, artifact_hashes, environment_fingerprint
+from bench_pipeline.journal import JOURNAL_DIR, Journal, key_context
+from bench_pipeline.machine_load import effective_threads, load_check
 from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.results import to_frame
-from bench_pipeline.sweep import configure_torch, resolve_device, run_backend
+from bench_pipeline.sweep import Unit, plan_units, run_units
 
 log = logging.getLogger(__name__)
 
 WORK_DIR = Path("data/02_intermediate")
-JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
 
 
-def make_benchmark_node(backend: str, stages: list[str]) -> Callable[..., tuple[pd.DataFrame, pd.DataFrame]]:
-    """The node for ``backend``; ``stages`` name the earlier stages whose artifacts it reads,
-    passed positionally after the four common inputs, in that order. Every finished cell is
-    journaled at once; a rerun reuses the cells it finds for the same config and environment."""
+def make_plan_node(backend: str, stages: list[str]) -> Callable[..., list[Unit]]:
+    """The plan node for ``backend``; ``stages`` name the earlier stages whose artifacts it reads,
+    passed positionally after the four common inputs, in that order."""
 
-    def benchmark(
+    def plan(
         model_info: dict[str, Any],
         environment: dict[str, Any],
         reference: dict[str, np.ndarray],
         config: BenchmarkConfig,
         *artifacts: Any,
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ) -> list[Unit]:
         spec = config.backends.get(backend)
         if spec is None or not spec.enabled:
-            return to_frame([]), raw_times_frame({})
-        device = resolve_device(config.device)
+            return []
         ctx = BackendContext(
             model_dir=Path(model_info["path"]),
             model_info=model_info,
-            device=device,
-            threads=configure_torch(config.threads),
+            device=resolve_device(config.device),
+            threads=configure_torch(effective_threads(config.threads)),
             cells=grid_cells(config),
             workdir=WORK_DIR / backend,
             artifacts=dict(zip(stages, artifacts)),
         )
-        key_context = {
-            "model": {k: model_info[k] for k in ("path", "name", "weights_sha256")},
-            "settings": config.model_dump(include={"timing", "tolerances", "seed", "threads", "device"}),
-            "environment": environment_fingerprint(environment),
-            "artifacts": artifact_hashes(ctx.artifacts),
-        }
+        context = key_context(model_info, environment, config, ctx.artifacts)
         journal = Journal(JOURNAL_DIR / f"{backend}.jsonl")
+        return plan_units(backend, spec, config, ctx, reference, journal, context, reuse=config.resume)
+
+    plan.__name__ = f"plan_{backend}"
+    plan.__qualname__ = plan.__name__
+    plan.__doc__ = f"The {backend} units (variant x precision) and the cells the journal already holds."
+    return plan
+
+
+def make_measure_node(backends: list[str]) -> Callable[..., tuple[pd.DataFrame, ...]]:
+    """One node over every backend's plan: results and raw times per backend, in ``backends`` order."""
+
+    def measure(config: BenchmarkConfig, *plans: list[Unit]) -> tuple[pd.DataFrame, ...]:
+        for warning in filter(None, [load_check()]):
+            log.warning("%s: the noise gate will mark the cells it contaminates unstable", warning)
+        device = resolve_device(config.device)
         start = gpu_state_snapshot(device)
-        rows, raw = run_backend(backend, spec, config, ctx, reference, journal, key_context, reuse=config.resume)
+        units = [unit for plan in plans for unit in plan]
+        rows, raw = run_units(units, config)
         for warning in compare_snapshots(start, gpu_state_snapshot(device)):
-            log.warning("%s: %s", backend, warning)
-        return to_frame(rows), raw_times_frame(raw)
+            log.warning("benchmark: %s", warning)
+        results = [to_frame([r for r in rows if r["backend"] == b]) for b in backends]
+        times = [raw_times_frame({k: v for k, v in raw.items() if k.split("/")[0] == b}) for b in backends]
+        return (*results, *times)
 
-    benchmark.__name__ = f"benchmark_{backend}"
-    benchmark.__qualname__ = benchmark.__name__
-    benchmark.__doc__ = f"Time every {backend} variant x precision x grid cell; one result row per cell."
-    return benchmark
+    measure.__doc__ = "Time every planned cell in interleaved rounds, each unit in its own worker process."
+    return measure
 
 
-def raw_times_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per-call times in long form: one row per timed call, keyed like the result rows."""
+def raw_times_frame(raw: dict[str, dict[int, np.ndarray]]) -> pd.DataFrame:
+    """Per-call times in long form: one row per timed call, keyed like the result rows, with its round."""
     frames = []
-    for key, times in raw.items():
+    for key, rounds in raw.items():
         backend, variant, precision, cell = key.split("/")
         batch, seq = (int(part[1:]) for part in cell.split("_"))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "backend": backend,
-                    "variant": variant,
-                    "precision": precision,
-                    "batch": batch,
-                    "seq": seq,
-                    "call": np.arange(len(times)),
-                    "time_ms": times,
-                }
+        for round_index, times in sorted(rounds.items()):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "backend": backend,
+                        "variant": variant,
+                        "precision": precision,
+                        "batch": batch,
+                        "seq": seq,
+                        "round": round_index,
+                        "call": np.arange(len(times)),
+                        "time_ms": times,
+                    }
+                )
             )
-        )
-    columns = ["backend", "variant", "precision", "batch", "seq", "call", "time_ms"]
+    columns = ["backend", "variant", "precision", "batch", "seq", "round", "call", "time_ms"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.backends.dynamo import InProcess, artifact_key
+from bench_pipeline.backends.dynamo import artifact_key
 from bench_pipeline.config import BenchmarkConfig, VariantSpec
 from bench_pipeline.dynamo_compile import (
     CompiledVariant,
@@ -26,10 +26,11 @@ from bench_pipeline.dynamo_compile import (
     unavailable,
     warm_up_compiler,
 )
+from bench_pipeline.journal import JOURNAL_DIR, Journal, cell_key, key_context
 from bench_pipeline.models import load_model, make_inputs, precision_unsupported
 from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.results import cell_name
-from bench_pipeline.sweep import configure_torch, resolve_device
+from bench_pipeline.devices import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,17 @@ class DynamoStageConfig(BaseModel):
 
 
 def compile_node(
-    model_info: dict[str, Any], benchmark: BenchmarkConfig, dynamo_compile: DynamoStageConfig
+    model_info: dict[str, Any],
+    environment: dict[str, Any],
+    benchmark: BenchmarkConfig,
+    dynamo_compile: DynamoStageConfig,
 ) -> dict[str, dict[str, Any]]:
-    """``{"variant/precision": record}`` for every enabled dynamo variant x precision."""
+    """``{"variant/precision": record}`` for every enabled dynamo variant x precision.
+
+    Only the cells the benchmark will measure are compiled: a cell the journal already holds
+    (resume) keeps the compile times it was measured with, and compiling it again would cost
+    minutes for nothing. The modules are not kept: each unit's worker compiles its own.
+    """
     spec = benchmark.enabled_backends().get("dynamo")
     if spec is None:
         return {}
@@ -66,11 +75,17 @@ def compile_node(
         except Exception as error:  # noqa: BLE001 - each variant's own compile reports it with a status
             log.warning("dynamo: compiler warm-up failed, variants will say why: %s: %s", type(error).__name__, error)
     cells = grid_cells(benchmark)
+    context = key_context(model_info, environment, benchmark)
+    done = Journal(JOURNAL_DIR / "dynamo.jsonl").reusable_keys() if benchmark.resume else set()
     host_inputs = {_name(c): make_inputs(model_info["path"], c.batch, c.seq, benchmark.seed) for c in cells}
     artifacts = {}
     for variant, compile_spec, precision in plan:
         key = artifact_key(variant.name, precision)
-        artifacts[key] = _compile_one(model_info, variant, compile_spec, precision, device, host_inputs, dynamo_compile)
+        todo = {
+            name: inputs for (name, inputs), c in zip(host_inputs.items(), cells)
+            if cell_key(context, "dynamo", variant.name, variant.options, precision, c.batch, c.seq) not in done
+        }
+        artifacts[key] = _compile_one(model_info, variant, compile_spec, precision, device, todo, dynamo_compile)
         _log(key, artifacts[key])
     _stop_compile_workers()
     return artifacts
@@ -100,6 +115,9 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
     reason = unavailable(compile_spec, device)
     if reason:
         return failed(compile_spec, device, *reason)
+    cache_dir = cache_dir_for(Path(stage.cache_dir), variant.name, precision)
+    if not host_inputs:
+        return {"status": "ok", "reason": None, "compile": {}, "cache_dir": str(cache_dir), **compile_spec.describe(device)}
     attention = variant.options.get("attn_implementation")
     try:
         started = time.perf_counter()
@@ -109,25 +127,24 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
         )
         load_s = time.perf_counter() - started
         inputs = {name: {k: v.to(device) for k, v in cell.items()} for name, cell in host_inputs.items()}
-        compiled = compile_variant(
-            model, inputs, compile_spec, device,
-            cache_dir_for(Path(stage.cache_dir), variant.name, precision), measure_warm=stage.measure_warm,
-        )
+        compiled = compile_variant(model, inputs, compile_spec, device, cache_dir, measure_warm=stage.measure_warm)
     except torch.OutOfMemoryError as error:
         return failed(compile_spec, device, "oom", f"{type(error).__name__}: {str(error).splitlines()[0]}")
     except Exception as error:  # noqa: BLE001 - a variant that cannot load must not end the run
         log.exception("dynamo %s/%s: load or compile raised", variant.name, precision)
         first_line = next(iter(str(error).strip().splitlines()), "")
         return failed(compile_spec, device, "error", f"{type(error).__name__}: {first_line}")
-    return record(compiled, device, load_s, getattr(model.config, "_attn_implementation", attention))
+    return record(compiled, device, load_s, getattr(model.config, "_attn_implementation", attention), cache_dir)
 
 
-def record(compiled: CompiledVariant, device: torch.device, load_s: float, attention: str | None) -> dict[str, Any]:
-    """The stage's record for one variant x precision: the module itself (never copied) and its costs."""
+def record(
+    compiled: CompiledVariant, device: torch.device, load_s: float, attention: str | None, cache_dir: Path
+) -> dict[str, Any]:
+    """The stage's record for one variant x precision: its costs and the cache its workers compile from."""
     return {
         "status": compiled.status,
         "reason": compiled.reason,
-        "module": InProcess(compiled.module),
+        "cache_dir": str(cache_dir),
         **compiled.spec.describe(device),
         "attn_implementation": attention,
         "load_s": load_s,
@@ -140,7 +157,7 @@ def record(compiled: CompiledVariant, device: torch.device, load_s: float, atten
 
 
 def failed(compile_spec: CompileSpec, device: torch.device, status: str, reason: str) -> dict[str, Any]:
-    return {"status": status, "reason": reason, "module": None, **compile_spec.describe(device)}
+    return {"status": status, "reason": reason, **compile_spec.describe(device)}
 
 
 def _name(cell: Cell) -> str:

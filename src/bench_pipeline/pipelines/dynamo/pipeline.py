@@ -1,8 +1,7 @@
-"""model_info ──► compile_node ──► dynamo_artifacts (in memory) ──► the dynamo benchmark node.
+"""model_info ──► compile_node ──► dynamo_artifacts (compile costs, cache folders) ──► the dynamo units.
 
-The compile node sits in the ``dynamo`` namespace with the dynamo benchmark node, so
-``kedro run --namespaces=dynamo`` compiles and measures in one process (the compiled modules
-cannot travel between processes), while kedro-viz still shows compile and benchmark apart.
+The compile node measures what compiling costs, cold and warm, for the cells that will be
+measured; each dynamo unit's worker then compiles its own module from that cache.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=compile_node,
-                inputs=["model_info", "params:benchmark", "params:dynamo_compile"],
+                inputs=["model_info", "environment", "params:benchmark", "params:dynamo_compile"],
                 outputs="dynamo_artifacts",
                 name="compile_node",
             )
@@ -26,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         template,
         namespace="dynamo",
-        inputs={"model_info"},
+        inputs={"model_info", "environment"},
         parameters={"params:benchmark", "params:dynamo_compile"},
         outputs={"dynamo_artifacts"},
     )

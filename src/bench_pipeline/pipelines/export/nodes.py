@@ -18,7 +18,7 @@ from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.onnx_export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
 from bench_pipeline.ort_artifacts import FUSED_KEYS, default_provider, ort_artifact_key
 from bench_pipeline.results import status_record
-from bench_pipeline.sweep import resolve_device
+from bench_pipeline.devices import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,12 @@ import torch
 
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.dispatch import host_dispatch
 from bench_pipeline.environment import capture_environment
+from bench_pipeline.machine_load import effective_threads, load_check
 from bench_pipeline.models import check_sequence_lengths, resolve_model
 from bench_pipeline.reference import compute_reference
-from bench_pipeline.sweep import configure_torch, resolve_device
+from bench_pipeline.devices import configure_torch, resolve_device
 
 MODELS_DIR = Path("data/06_models")
 log = logging.getLogger(__name__)
@@ -32,9 +34,11 @@ def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
 
 
 def environment_node(config: BenchmarkConfig) -> dict[str, Any]:
-    """GPU, driver, CUDA, clocks, library versions, CPU and threads: recorded with every run."""
+    """GPU, driver, CUDA, clocks, library versions, CPU and threads: recorded with every run, with
+    how fast this host dispatches work (``dispatch.host_dispatch``) and whether it was busy."""
     device = resolve_device(config.device)
-    return capture_environment(device, configure_torch(config.threads))
+    environment = capture_environment(device, configure_torch(effective_threads(config.threads)))
+    return environment | host_dispatch(device) | {"host.load_at_start": load_check()}
 
 
 def reference_node(model_info: dict[str, Any], config: BenchmarkConfig) -> dict[str, np.ndarray]:

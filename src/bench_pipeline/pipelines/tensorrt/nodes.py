@@ -19,7 +19,7 @@ import torch
 
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.results import status_record
-from bench_pipeline.sweep import resolve_device
+from bench_pipeline.devices import resolve_device
 from bench_pipeline.tensorrt_build import (
     EngineError,
     Flavour,
