@@ -308,6 +308,7 @@ def test_figures_are_drawn_titled_and_show_failed_cells():
         ["eager fp32", "eager fp16", "onnxruntime:cuda fp16", "dynamo bf16"]
     )
     assert "Not run here (the report says why): tensorrt fp16." in heatmap.texts[-1].get_text()
+    assert "[low–high]" not in heatmap.texts[-1].get_text()  # these rows carry no intervals
     texts = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in panels}
     assert "4.00×\n1.52 ms" in texts["onnxruntime:cuda fp16"]
     assert any(t.startswith("fail_accuracy\n(4.00×)") for t in texts["onnxruntime:cuda fp16"])
@@ -603,7 +604,9 @@ def test_unstable_cells_are_listed_with_their_reasons_and_marked_in_tables_and_h
     assert "8.90×\n[8.60–9.20]\n0.460 ms" in [t.get_text() for t in ort.texts]
     eager = next(ax for ax in heatmap.axes if ax.get_title() == "eager fp32")
     assert "1.00×†\n[1.00–1.00]\n4.09 ms" in [t.get_text() for t in eager.texts]
-    assert "† dominated by host dispatch" in heatmap.texts[-1].get_text()
+    footnote = heatmap.texts[-1].get_text()
+    assert "† dominated by host dispatch" in footnote and "[low–high]: bootstrap 95 % interval" in footnote
+    assert "Amber hatched: unstable, never a winner" in footnote
 
 
 def test_mlflow_metrics_are_logged_for_trusted_cells_only_with_their_intervals():
@@ -620,3 +623,32 @@ def test_mlflow_metrics_are_logged_for_trusted_cells_only_with_their_intervals()
     assert not [key for key in metrics if "dynamo.inductor/fp16/b8_s128" in key]  # unstable: no metric
     assert not [key for key in metrics if "tensorrt" in key]
     assert metrics["cells/unstable"]["value"] == 1.0
+
+
+def test_the_report_pipeline_logs_only_trusted_cells_to_a_real_mlflow_store(tmp_path):
+    import mlflow
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+    from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+
+    from bench_pipeline.pipelines.report import create_pipeline
+
+    frame = issue10_frame()
+    backends = sorted(frame["backend"].unique())
+    catalog = DataCatalog({
+        "environment": MemoryDataset(ISSUE10_ENV), "model_info": MemoryDataset(BERT_BASE),
+        **{f"results_{b}": MemoryDataset(frame[frame["backend"] == b]) for b in backends},
+        **{name: MemoryDataset() for name in ("results", "results_csv", "benchmark_metrics", "report_figures",
+                                              "report_html", "report_md")},
+    })
+    SequentialRunner().run(create_pipeline(backends), catalog)
+    assert "Best trustworthy speedup over FP32 eager: 8.90× [8.60–9.20]" in catalog.load("report_md")
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        MlflowMetricsHistoryDataset(prefix="").save(catalog.load("benchmark_metrics"))
+    logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged["speedup_ci_high/onnxruntime.cuda-graph/fp16/b8_s128"] == 9.2
+    assert logged["round_spread/dynamo.inductor/fp16/b1_s128"] == 0.01
+    assert not [key for key in logged if key.endswith("dynamo.inductor/fp16/b8_s128")]  # the unstable cell
+    assert logged["cells/unstable"] == 1.0

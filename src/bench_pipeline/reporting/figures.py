@@ -120,17 +120,18 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
     for ax in axes[len(configs) :]:
         ax.set_visible(False)
     fig.colorbar(image, ax=axes[: len(configs)].tolist(), label="speedup vs FP32 eager (×)", shrink=0.9)
-    fig.suptitle(figure_title("Speedup over FP32 eager (paired p50 ratio)", env, model_info, df), fontsize=13)
-    footnote = _heatmap_footnote(marks, not_run)
+    fig.suptitle(figure_title("Speedup over FP32 eager (p50 latency ratio)", env, model_info, df), fontsize=13)
+    footnote = _heatmap_footnote(marks, frame["speedup_ci_low"].notna().any(), not_run)
     fig.text(0.01, 0.005, footnote, fontsize=8, ha="left", va="bottom")
     reserved = (0.16 * (footnote.count("\n") + 1) + 0.08) / fig.get_figheight()  # inches to figure fraction
     fig.get_layout_engine().set(rect=(0, reserved, 1, 1 - reserved))
     return fig, None
 
 
-def _heatmap_footnote(marks: str, not_run: pd.DataFrame) -> str:
-    lines = ["[low–high]: bootstrap 95 % interval. Grey hatched: no valid result (status shown; fail_accuracy: "
-             "its speedup in brackets). Amber hatched: unstable, never a winner (its speedup in brackets)."]
+def _heatmap_footnote(marks: str, intervals: bool, not_run: pd.DataFrame) -> str:
+    lines = [("[low–high]: bootstrap 95 % interval. " if intervals else "")
+             + "Grey hatched: no valid result (status shown; fail_accuracy: its speedup in brackets). "
+             "Amber hatched: unstable, never a winner (its speedup in brackets)."]
     lines += [f"{legend}." for mark, legend in MARK_LEGENDS.items() if mark in marks]
     if not not_run.empty:
         names = ", ".join(config_label(*key) for key in not_run[CONFIG].itertuples(index=False))

@@ -25,8 +25,8 @@ th, td { border: 1px solid #d0d0d0; padding: .3rem .6rem; text-align: left; vert
          white-space: pre-line; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
-td.bad { background: repeating-linear-gradient(45deg, #eee, #eee 4px, #e2e2e2 4px, #e2e2e2 8px); color: #8a1c1c; }
-td.unstable { background: repeating-linear-gradient(45deg, #fff3d6, #fff3d6 4px, #ffe6a8 4px, #ffe6a8 8px); }
+table td.bad { background: repeating-linear-gradient(45deg, #eee, #eee 4px, #e2e2e2 4px, #e2e2e2 8px); color: #8a1c1c; }
+table td.unstable { background: repeating-linear-gradient(45deg, #fff3d6, #fff3d6 4px, #ffe6a8 4px, #ffe6a8 8px); }
 td.reason { font-family: ui-monospace, monospace; font-size: .82rem; white-space: pre-wrap; max-width: 60ch; }
 figure { margin: 1rem 0 2rem; }
 figure img { max-width: 100%; border: 1px solid #e5e5e5; }

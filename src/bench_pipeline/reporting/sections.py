@@ -289,7 +289,8 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         sections.append(Section(
             "Latency (p50) and speedup over FP32 eager",
             "p50 latency per call in ms and its speedup over FP32 eager (eager/default/fp32) at the same cell, paired "
-            "round by round; brackets: bootstrap 95 % intervals (none where the results hold none). " + LEGEND
+            "round by round, with bootstrap 95 % intervals in brackets; a number without brackets has no recorded "
+            "interval (older results: the speedup is the ratio of p50s). " + LEGEND
             + " Other entries give the status.",
             _pivot(shown, _latency_text),
         ))
