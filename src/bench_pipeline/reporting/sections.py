@@ -256,7 +256,7 @@ def _facts(env: Mapping[str, Any], model_info: Mapping[str, Any]) -> list[Sectio
     return [
         Section("Model", "", _key_value(model_info, ["name", "model_type", "num_parameters"])),
         Section("Environment", f"{len(facts)} facts recorded with the run: GPU, driver, clocks, CPU, library "
-                "versions, host dispatch calibration.", facts, collapsed=True),
+                "versions and, where measured, the host dispatch calibration (host.*).", facts, collapsed=True),
     ]
 
 
@@ -305,8 +305,8 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         sections.append(Section(
             "Unstable cells",
             f"{len(unstable)} cell(s) were measured while their rounds disagreed or something competed for the "
-            "machine: their numbers are in the tables, marked, but they are never a winner, the headline or an "
-            "MLflow metric.",
+            "machine: their numbers are in the tables, and those marked unstable are never a winner, the headline "
+            "or an MLflow metric.",
             unstable,
         ))
     has_roofline = shown["roofline_pct"].notna().any()
