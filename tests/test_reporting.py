@@ -19,6 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from bench_pipeline import reporting  # noqa: E402
+from bench_pipeline.pipelines.report.nodes import mlflow_metrics  # noqa: E402
+from bench_pipeline.reporting.tables import decide_winner  # noqa: E402
 from bench_pipeline.reporting.roofline import GpuPeak, matmul_parameters, roofline_ms  # noqa: E402
 from bench_pipeline.results import make_row, to_frame  # noqa: E402
 
@@ -51,8 +53,8 @@ SKIP_REASON = "tensorrt not installed: pip install tensorrt-cu12"
 
 
 def measured(backend, variant, precision, batch, seq, p50, status="ok", reason=None, cosine=0.99999, **extra):
-    """A measured row with every number a real harness records."""
-    return make_row(
+    """A measured row with every number a real harness records; ``extra`` adds or overrides columns."""
+    return make_row(**{**dict(
         model=MODEL, backend=backend, variant=variant, precision=precision, batch=batch, seq=seq,
         status=status, reason=reason, device="cuda:0", threads=16,
         mean_ms=p50 * 1.01, p50_ms=p50, p90_ms=p50 * 1.04, p99_ms=p50 * 1.15, std_ms=p50 * 0.012,
@@ -60,8 +62,8 @@ def measured(backend, variant, precision, batch, seq, p50, status="ok", reason=N
         throughput_seq_s=1e3 * batch / p50, throughput_tok_s=1e3 * batch * seq / p50, peak_mem_mb=820.0,
         max_abs=4e-3 if cosine > 0.99 else 2.7, mean_abs=3e-4 if cosine > 0.99 else 0.35, cosine=cosine,
         pooled_max_abs=1e-3, pooled_mean_abs=2e-4, pooled_cosine=0.99999,
-        extra=json.dumps({"note": "synthetic"}), **extra,
-    )
+        extra=json.dumps({"note": "synthetic"})), **extra,
+    })
 
 
 def not_run(backend, variant, precision, batch, seq, status, reason, **extra):
@@ -134,6 +136,7 @@ def test_winner_is_fastest_ok_and_never_a_fail_accuracy_cell():
     assert best.loc[(1, 128), "config"] == "onnxruntime:cuda fp16"
     assert best.loc[(1, 128), "speedup"] == pytest.approx(4.0)
     assert (best["note"] == "").all()
+    assert (best["verdict"] == "interval unknown").all()  # these rows have no intervals
 
 
 def test_winner_row_for_a_cell_where_nothing_ran_ok_says_so():
@@ -141,6 +144,7 @@ def test_winner_row_for_a_cell_where_nothing_ran_ok_says_so():
     assert len(best) == 4
     assert best["backend"].isna().all()
     assert best["note"].str.contains("no configuration ran ok").all()
+    assert (best["verdict"] == "none").all()
     assert "oom ×1" in best["note"].iloc[0] and "skipped ×1" in best["note"].iloc[0]
 
 
@@ -299,15 +303,17 @@ def test_figures_are_drawn_titled_and_show_failed_cells():
 
     heatmap = figures["speedup_heatmap.png"]
     panels = [ax for ax in heatmap.axes if ax.get_title()]
+    # tensorrt ran at no cell: no panel of four hatched 'skipped' cells, the footnote names it
     assert sorted(ax.get_title() for ax in panels) == sorted(
-        ["eager fp32", "eager fp16", "onnxruntime:cuda fp16", "dynamo bf16", "tensorrt fp16"]
+        ["eager fp32", "eager fp16", "onnxruntime:cuda fp16", "dynamo bf16"]
     )
+    assert "Not run here (the report says why): tensorrt fp16." in heatmap.texts[-1].get_text()
+    assert "[low–high]" not in heatmap.texts[-1].get_text()  # these rows carry no intervals
     texts = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in panels}
     assert "4.00×\n1.52 ms" in texts["onnxruntime:cuda fp16"]
     assert any(t.startswith("fail_accuracy\n(4.00×)") for t in texts["onnxruntime:cuda fp16"])
-    assert texts["tensorrt fp16"].count("skipped") == 4
     hatched = [p for ax in panels for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch()]
-    assert len(hatched) == 1 + 2 + 4  # fail_accuracy, fail_compile x2, skipped x4
+    assert len(hatched) == 1 + 2  # fail_accuracy, fail_compile x2
 
     latency = figures["latency_vs_batch.png"]
     plots = [ax for ax in latency.axes if ax.get_title().startswith("sequence length")]
@@ -377,10 +383,11 @@ def test_markdown_twin_links_figures_by_relative_path_and_lists_failures():
     assert markdown.startswith(f"# Benchmark report: {BERT_BASE['name']} on NVIDIA H100 80GB HBM3")
     for name in figures:
         assert f"](figures/{name})" in markdown
-    assert "| 8×512 | eager fp16 | 15.5 | 2.00× |" in markdown
+    # these rows carry no intervals (older results): the fastest wins, and the report says on what grounds
+    assert "| 8×512 | eager fp16 (interval unknown) | 15.5 | 2.00× |" in markdown
     assert "fail_accuracy (7.75 ms)" in markdown
     assert COMPILE_REASON in markdown and SKIP_REASON in markdown
-    assert "Best speedup over FP32 eager: 4.00×" in markdown
+    assert "Best trustworthy speedup over FP32 eager: 4.00×" in markdown
 
 
 def test_a_frame_with_only_failed_cells_still_reports_and_says_so():
@@ -390,7 +397,7 @@ def test_a_frame_with_only_failed_cells_still_reports_and_says_so():
     html = reporting.html_report(frame, GPU_ENV, BERT_BASE, figures, notes)
     markdown = reporting.markdown_summary(frame, GPU_ENV, BERT_BASE, {}, notes)
     for report in (html, markdown):
-        assert "No cell succeeded: all 8 cells failed or were skipped" in report
+        assert "No cell succeeded: all 8 cells failed, were skipped or were unstable" in report
         assert "CUDA out of memory at 8x512" in report
         assert "CUDAExecutionProvider not available" in report
         assert "no configuration ran ok" in report
@@ -420,3 +427,228 @@ def test_cells_measured_on_a_throttled_gpu_are_listed_in_the_report():
     text = markdown_summary(frame, {"gpu.name": "NVIDIA H200"}, {"name": "m"})
     assert "Cells measured on a throttled or shared GPU" in text
     assert "sw_power_cap" in text
+
+
+# ---------------------------------------------------------------- how sure the report is (issue 10)
+
+
+def sure(backend, variant, precision, batch, seq, p50, low, high, speedup=None, s_low=None, s_high=None, **extra):
+    """A row as the interleaved-rounds harness records it: p50 with its bootstrap interval and,
+    where given, the paired speedup with its own."""
+    return measured(backend, variant, precision, batch, seq, p50, **{
+        "rounds": 5, "round_spread": 0.02, "p50_ci_low_ms": low, "p50_ci_high_ms": high,
+        "speedup": speedup, "speedup_ci_low": s_low, "speedup_ci_high": s_high, **extra,
+    })
+
+
+def one_cell(*rows) -> pd.DataFrame:
+    return to_frame([sure("eager", "default", "fp32", 1, 128, 6.1, 6.0, 6.2, 1.0, 1.0, 1.0), *rows])
+
+
+def test_add_speedup_keeps_the_rows_paired_speedup_and_interval_and_falls_back_for_older_rows():
+    frame = to_frame([
+        sure("eager", "default", "fp32", 1, 128, 6.1, 6.0, 6.2, 1.0, 1.0, 1.0),
+        # paired round by round: 3.9, not the 6.1 / 1.5 = 4.07 of the medians
+        sure("onnxruntime", "cuda", "fp16", 1, 128, 1.5, 1.45, 1.55, 3.9, 3.8, 4.0),
+        measured("eager", "default", "fp16", 1, 128, 3.05),  # no paired speedup recorded: the ratio
+        not_run("tensorrt", "default", "fp16", 1, 128, "skipped", SKIP_REASON, speedup=2.0),
+    ])
+    table = reporting.add_speedup(frame)
+    ort = row_of(table, "onnxruntime", "fp16", 1, 128)
+    assert (ort["speedup"], ort["speedup_ci_low"], ort["speedup_ci_high"]) == (3.9, 3.8, 4.0)
+    fallback = row_of(table, "eager", "fp16", 1, 128)
+    assert fallback["speedup"] == pytest.approx(2.0)
+    assert math.isnan(fallback["speedup_ci_low"]) and math.isnan(fallback["speedup_ci_high"])
+    assert math.isnan(row_of(table, "tensorrt", "fp16", 1, 128)["speedup"])  # not measured: no speedup
+
+    older = frame.drop(columns=["speedup", "speedup_ci_low", "speedup_ci_high"])  # results from before issue 10
+    old_table = reporting.results_table(older, GPU_ENV, BERT_BASE)
+    assert row_of(old_table, "onnxruntime", "fp16", 1, 128)["speedup"] == pytest.approx(6.1 / 1.5)
+    assert old_table["speedup_ci_low"].isna().all()
+    new_table = reporting.results_table(frame, GPU_ENV, BERT_BASE)
+    assert row_of(new_table, "onnxruntime", "fp16", 1, 128)["speedup"] == 3.9
+    assert reporting.results_table(new_table, GPU_ENV, BERT_BASE).equals(new_table)
+
+
+def test_winner_is_named_when_its_interval_clears_the_runner_ups():
+    frame = one_cell(sure("onnxruntime", "cuda", "fp16", 1, 128, 1.50, 1.45, 1.55, 4.1, 3.9, 4.2),
+                     sure("dynamo", "default", "fp16", 1, 128, 1.70, 1.60, 1.80, 3.6, 3.4, 3.8))
+    verdict, named = decide_winner(frame)
+    assert verdict == "clear" and [frame.loc[i, "backend"] for i in named] == ["onnxruntime"]
+    best = reporting.winners(frame).iloc[0]
+    assert (best["config"], best["verdict"], best["tied"]) == ("onnxruntime:cuda fp16", "clear", "")
+    markdown = reporting.markdown_summary(frame, GPU_ENV, BERT_BASE)
+    assert "| 1×128 | onnxruntime:cuda fp16 | 1.50 [1.45–1.55] | 4.10× [3.90–4.20] |" in markdown
+
+
+def test_two_configurations_whose_intervals_overlap_tie_and_a_clearly_slower_one_is_left_out():
+    frame = one_cell(sure("onnxruntime", "cuda", "fp16", 1, 128, 1.50, 1.40, 1.62, 4.1, 3.9, 4.3),
+                     sure("dynamo", "default", "fp16", 1, 128, 1.55, 1.60, 1.70, 3.9, 3.7, 4.1),
+                     sure("eager", "default", "fp16", 1, 128, 3.05, 3.0, 3.1, 2.0, 1.9, 2.1))
+    verdict, named = decide_winner(frame)
+    assert verdict == "tie"
+    assert [frame.loc[i, "backend"] for i in named] == ["onnxruntime", "dynamo"]
+    best = reporting.winners(frame).iloc[0]
+    assert best["tied"] == "onnxruntime:cuda fp16, dynamo fp16"
+    for report in (reporting.markdown_summary(frame, GPU_ENV, BERT_BASE),
+                   reporting.html_report(frame, GPU_ENV, BERT_BASE, {})):
+        assert "tie: onnxruntime:cuda fp16, dynamo fp16" in report
+
+
+def test_an_unstable_fastest_cell_never_wins_nor_makes_the_headline():
+    frame = one_cell(
+        sure("onnxruntime", "cuda", "fp16", 1, 128, 1.50, 1.45, 1.55, 4.1, 3.9, 4.2),
+        sure("dynamo", "reduce-overhead", "fp16", 1, 128, 0.60, 0.40, 0.90, 10.2, 6.8, 15.3, status="unstable",
+             reason="round medians spread 48 % (bound 5 %) after a re-measure",
+             contamination="cpu load 1.9 from pid 4242 (python)"),
+    )
+    verdict, named = decide_winner(frame)
+    assert verdict == "clear" and [frame.loc[i, "backend"] for i in named] == ["onnxruntime"]
+    assert reporting.winners(frame).iloc[0]["config"] == "onnxruntime:cuda fp16"
+    headline = reporting.markdown_summary(frame, GPU_ENV, BERT_BASE).split("## Winner per cell")[0]
+    best = "Best trustworthy speedup over FP32 eager: 4.10× [3.90–4.20] (onnxruntime:cuda fp16 at 1×128)"
+    assert best in headline
+    assert "10.2" not in headline
+    assert "1 unstable cell(s) are left out" in headline
+
+
+def test_missing_intervals_fall_back_to_the_fastest_and_say_interval_unknown():
+    frame = one_cell(measured("onnxruntime", "cuda", "fp16", 1, 128, 1.5),
+                     sure("dynamo", "default", "fp16", 1, 128, 1.7, 1.6, 1.8))
+    verdict, named = decide_winner(frame)
+    assert verdict == "interval unknown" and frame.loc[named[0], "backend"] == "onnxruntime"
+    assert "| 1×128 | onnxruntime:cuda fp16 (interval unknown) | 1.50 |" in reporting.markdown_summary(
+        frame, GPU_ENV, BERT_BASE)
+
+
+def issue10_frame() -> pd.DataFrame:
+    """Two cells with intervals, one unstable, one dispatch-bound, a configuration skipped everywhere."""
+    rows = []
+    for (b, s), p50 in {(1, 128): 4.09, (8, 128): 9.8}.items():
+        rows.append(sure("eager", "default", "fp32", b, s, p50, p50 * 0.98, p50 * 1.03, 1.0, 1.0, 1.0,
+                         dispatch_share=0.7 if b == 1 else 0.1))
+        rows.append(sure("onnxruntime", "cuda-graph", "fp16", b, s, p50 / 8.9, p50 / 9.2, p50 / 8.6, 8.9, 8.6, 9.2,
+                         dispatch_share=0.02, cov_flag=b == 8))
+        status, reason = ("unstable", "round medians spread 31 % (bound 5 %)") if b == 8 else ("ok", None)
+        rows.append(sure("dynamo", "inductor", "fp16", b, s, p50 / 2, p50 / 2.2, p50 / 1.8, 2.0, 1.8, 2.2,
+                         status=status, reason=reason, round_spread=0.31 if b == 8 else 0.01,
+                         contamination="another GPU process: pid 777 (python), 2.1 GiB" if b == 8 else None))
+        rows.append(not_run("tensorrt", "default", "fp16", b, s, "skipped", SKIP_REASON))
+    return to_frame(rows)
+
+
+ISSUE10_ENV = {**GPU_ENV, "host.launch_us": 4.12, "host.op_us": 2.31}
+
+
+def test_latency_cells_print_p50_and_speedup_with_their_intervals_and_marks():
+    markdown = reporting.markdown_summary(issue10_frame(), ISSUE10_ENV, BERT_BASE)
+    latency = markdown.split("## Latency (p50)")[1].split("\n## ")[0]
+    eager = "| eager fp32 | 4.09 ms [4.01–4.21]† · 1.00× [1.00–1.00] | 9.80 ms [9.60–10.1] · 1.00× [1.00–1.00] |"
+    assert eager in latency
+    assert "1.10 ms [1.07–1.14]* · 8.90× [8.60–9.20]" in latency  # the noisy-rounds star
+    assert "unstable: 4.90 ms [4.45–5.44] · 2.00× [1.80–2.20]" in latency
+    assert "* the calls within a round scattered more than this device's noise bound" in latency
+    assert "† dominated by host dispatch: the GPU waited for the host for more than 50 % of each call" in latency
+    assert "tensorrt" not in latency  # listed once under 'Not run here, and why'
+
+
+def test_report_leads_with_the_answer_and_ends_with_the_collapsed_environment():
+    frame = issue10_frame()
+    figures, notes = reporting.draw_all(frame, ISSUE10_ENV, BERT_BASE)
+    html = reporting.html_report(frame, ISSUE10_ENV, BERT_BASE, figures, notes)
+    markdown = reporting.markdown_summary(frame, ISSUE10_ENV, BERT_BASE, {n: f"figures/{n}" for n in figures}, notes)
+    dispatch = "host dispatch: 4.1 µs per kernel launch, 2.3 µs per tiny CPU torch op; 1 of 6 measured cells are"
+    order = ["Summary", "Winner per cell", "Speedup over FP32 eager", "Latency (p50) and speedup over FP32 eager",
+             "Not run here, and why", "Unstable cells", "Skipped and failed cells", "Model", "Environment"]
+    heatmap = reporting.FIGURE_TITLES["speedup_heatmap.png"]
+    for report, heading, figure in ((html, "<h2>{}</h2>", f'<img alt="{heatmap}"'),
+                                    (markdown, "## {}\n", f"![{heatmap}](figures/speedup_heatmap.png)")):
+        positions = [report.index(heading.format(title)) for title in order]
+        assert positions == sorted(positions)
+        assert positions[0] < report.index(dispatch) < positions[1]
+        assert positions[2] < report.index(figure) < positions[3]  # the speedup figure right after the winners
+    assert "<details><summary><h2>Environment</h2></summary>" in html
+    assert html.rstrip().endswith("</details></section>\n</body></html>")
+    assert "<details><summary>" in markdown.split("## Environment")[1]
+    assert markdown.rstrip().endswith("</details>")
+
+
+def test_skipped_everywhere_configurations_are_listed_once_with_why():
+    frame = issue10_frame()
+    markdown = reporting.markdown_summary(frame, ISSUE10_ENV, BERT_BASE)
+    not_run = markdown.split("## Not run here, and why")[1].split("\n## ")[0]
+    assert f"| tensorrt fp16 | skipped ×2 | {SKIP_REASON} |" in not_run
+    assert markdown.count(SKIP_REASON) == 1
+    failed = markdown.split("## Skipped and failed cells")[1].split("\n## ")[0]
+    assert "No other cell failed or was skipped. Configurations that ran nowhere are listed" in failed
+    listed = reporting.not_run_configs(all_failed_frame()).set_index("backend")
+    assert listed.loc["eager", "statuses"] == "oom ×4"
+    assert "8×512: CUDA out of memory at 8x512" in listed.loc["eager", "reason"].split("\n")
+
+
+def test_unstable_cells_are_listed_with_their_reasons_and_marked_in_tables_and_heatmap():
+    frame = issue10_frame()
+    markdown = reporting.markdown_summary(frame, ISSUE10_ENV, BERT_BASE)
+    unstable = markdown.split("## Unstable cells")[1].split("\n## ")[0]
+    assert ("| dynamo:inductor fp16 | 8×128 | unstable | 31.0 % | another GPU process: pid 777 (python), 2.1 GiB "
+            "| round medians spread 31 % (bound 5 %) |") in unstable
+    assert "unstable" not in markdown.split("## Skipped and failed cells")[1]
+    html = reporting.html_report(frame, ISSUE10_ENV, BERT_BASE, {})
+    assert '<td class="unstable">unstable: 4.90 ms' in html
+
+    heatmap, _ = reporting.speedup_heatmap(frame, ISSUE10_ENV, BERT_BASE)
+    panel = next(ax for ax in heatmap.axes if ax.get_title() == "dynamo:inductor fp16")
+    assert "unstable\n(2.00×)" in [t.get_text() for t in panel.texts]
+    assert [p.get_hatch() for p in panel.patches if isinstance(p, Rectangle)] == ["xx"]
+    ort = next(ax for ax in heatmap.axes if ax.get_title() == "onnxruntime:cuda-graph fp16")
+    assert "8.90×\n[8.60–9.20]\n0.460 ms" in [t.get_text() for t in ort.texts]
+    eager = next(ax for ax in heatmap.axes if ax.get_title() == "eager fp32")
+    assert "1.00×†\n[1.00–1.00]\n4.09 ms" in [t.get_text() for t in eager.texts]
+    footnote = heatmap.texts[-1].get_text()
+    assert "† dominated by host dispatch" in footnote and "[low–high]: bootstrap 95 % interval" in footnote
+    assert "Amber hatched: unstable, never a winner" in footnote
+
+
+def test_mlflow_metrics_are_logged_for_trusted_cells_only_with_their_intervals():
+    metrics = mlflow_metrics(reporting.results_table(issue10_frame(), ISSUE10_ENV, BERT_BASE))
+    engine = "onnxruntime.cuda-graph/fp16"
+    assert metrics[f"speedup/{engine}/b1_s128"]["value"] == 8.9
+    assert metrics[f"speedup_ci_low/{engine}/b1_s128"]["value"] == 8.6
+    assert metrics[f"speedup_ci_high/{engine}/b1_s128"]["value"] == 9.2
+    assert metrics[f"p50_ci_low_ms/{engine}/b1_s128"]["value"] == pytest.approx(4.09 / 9.2)
+    assert metrics[f"p50_ci_high_ms/{engine}/b1_s128"]["value"] == pytest.approx(4.09 / 8.6)
+    assert metrics[f"round_spread/{engine}/b1_s128"]["value"] == 0.02
+    assert metrics["dispatch_share/eager.default/fp32/b1_s128"]["value"] == 0.7
+    assert "speedup/dynamo.inductor/fp16/b1_s128" in metrics
+    assert not [key for key in metrics if "dynamo.inductor/fp16/b8_s128" in key]  # unstable: no metric
+    assert not [key for key in metrics if "tensorrt" in key]
+    assert metrics["cells/unstable"]["value"] == 1.0
+
+
+def test_the_report_pipeline_logs_only_trusted_cells_to_a_real_mlflow_store(tmp_path):
+    import mlflow
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+    from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+
+    from bench_pipeline.pipelines.report import create_pipeline
+
+    frame = issue10_frame()
+    backends = sorted(frame["backend"].unique())
+    catalog = DataCatalog({
+        "environment": MemoryDataset(ISSUE10_ENV), "model_info": MemoryDataset(BERT_BASE),
+        **{f"results_{b}": MemoryDataset(frame[frame["backend"] == b]) for b in backends},
+        **{name: MemoryDataset() for name in ("results", "results_csv", "benchmark_metrics", "report_figures",
+                                              "report_html", "report_md")},
+    })
+    SequentialRunner().run(create_pipeline(backends), catalog)
+    assert "Best trustworthy speedup over FP32 eager: 8.90× [8.60–9.20]" in catalog.load("report_md")
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        MlflowMetricsHistoryDataset(prefix="").save(catalog.load("benchmark_metrics"))
+    logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged["speedup_ci_high/onnxruntime.cuda-graph/fp16/b8_s128"] == 9.2
+    assert logged["round_spread/dynamo.inductor/fp16/b1_s128"] == 0.01
+    assert not [key for key in logged if key.endswith("dynamo.inductor/fp16/b8_s128")]  # the unstable cell
+    assert logged["cells/unstable"] == 1.0

@@ -16,8 +16,11 @@ from bench_pipeline.reporting.roofline import GPU_PEAKS, add_roofline, forward_f
 from bench_pipeline.reporting.tables import (
     add_speedup,
     break_even,
+    decide_winner,
     failures,
+    not_run_configs,
     results_table,
+    unstable_cells,
     winners,
 )
 
@@ -28,6 +31,7 @@ __all__ = [
     "add_speedup",
     "break_even",
     "cost_break_even",
+    "decide_winner",
     "draw_all",
     "failures",
     "forward_flops",
@@ -35,8 +39,10 @@ __all__ = [
     "html_report",
     "latency_vs_batch",
     "markdown_summary",
+    "not_run_configs",
     "results_table",
     "roofline_basis",
     "speedup_heatmap",
+    "unstable_cells",
     "winners",
 ]

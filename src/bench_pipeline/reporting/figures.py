@@ -23,13 +23,16 @@ from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,
     COST_COLUMNS,
+    MARK_LEGENDS,
     add_speedup,
     break_even,
     check_frame,
     has_values,
-    is_true,
+    marks_of,
+    not_run_configs,
     ordered_configs,
     rows_of,
+    without_configs,
 )
 
 Drawn = tuple[Figure | None, str | None]
@@ -43,6 +46,8 @@ FIGURE_TITLES = {
 
 _FAILED_FACE = "0.88"
 _FAILED_HATCH = "///"
+_UNSTABLE_EDGE = "#c98a00"
+_UNSTABLE_HATCH = "xx"
 
 
 def device_name(env: Mapping[str, Any], df: pd.DataFrame | None = None) -> str:
@@ -66,16 +71,20 @@ def _missing_note(figure: str, missing: list[str]) -> str:
 
 
 def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> Drawn:
-    """One heatmap panel per backend/variant/precision: speedup over FP32 eager per batch × seq,
-    numbers in the cells; failed and skipped cells hatched grey with their status."""
+    """One heatmap panel per backend/variant/precision that ran here: speedup over FP32 eager
+    per batch × seq, with its 95 % interval where known, numbers in the cells; failed and skipped
+    cells hatched grey with their status, unstable cells hatched amber. Configurations that ran
+    at no cell get no panel: the footnote names them (the report says why)."""
     check_frame(df)
     missing = has_values(df, ["p50_ms"])
     if missing:
         return None, _missing_note("Speedup heatmap", missing)
     frame = add_speedup(df)
-    if not frame["baseline_p50_ms"].notna().any():
+    if not frame["speedup"].notna().any():
         note = "Speedup heatmap left out: no FP32 eager (eager/default/fp32) cell ran ok, so there is no baseline."
         return None, note
+    not_run = not_run_configs(frame)
+    frame = without_configs(frame, not_run)
     batches = sorted(int(b) for b in frame["batch"].unique())
     seqs = sorted(int(s) for s in frame["seq"].unique())
     configs = ordered_configs(frame)
@@ -87,10 +96,10 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
 
     ncols = min(len(configs), 3)
     nrows = math.ceil(len(configs) / ncols)
-    panel_w, panel_h = max(3.2, 1.25 * len(seqs) + 1.2), max(2.4, 0.75 * len(batches) + 1.0)
-    fig = Figure(figsize=(max(panel_w * ncols + 1.2, 7.5), panel_h * nrows + 1.5), layout="constrained")
+    panel_w, panel_h = max(3.2, 1.35 * len(seqs) + 1.2), max(2.4, 0.95 * len(batches) + 1.0)
+    fig = Figure(figsize=(max(panel_w * ncols + 1.2, 7.5), panel_h * nrows + 1.7), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    noisy = False
+    marks = ""
     image = None
     for ax, config in zip(axes, configs):
         rows = rows_of(frame, config)
@@ -102,7 +111,7 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         image = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto", origin="lower")
         for row in rows.itertuples(index=False):
             i, j = batches.index(int(row.batch)), seqs.index(int(row.seq))
-            noisy |= _annotate_cell(ax, i, j, row, cmap, norm)
+            marks += _annotate_cell(ax, i, j, row, cmap, norm)
         ax.set_title(config_label(*config), fontsize=11, fontweight="bold")
         ax.set_xticks(range(len(seqs)), [str(s) for s in seqs])
         ax.set_yticks(range(len(batches)), [str(b) for b in batches])
@@ -112,36 +121,51 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         ax.set_visible(False)
     fig.colorbar(image, ax=axes[: len(configs)].tolist(), label="speedup vs FP32 eager (×)", shrink=0.9)
     fig.suptitle(figure_title("Speedup over FP32 eager (p50 latency ratio)", env, model_info, df), fontsize=13)
-    footnote = "Grey hatched: no valid result (status shown; fail_accuracy: its speedup in brackets)."
-    if noisy:
-        footnote += "\n* CoV above 2.5 %: noisy measurement."
+    footnote = _heatmap_footnote(marks, frame["speedup_ci_low"].notna().any(), not_run)
     fig.text(0.01, 0.005, footnote, fontsize=8, ha="left", va="bottom")
     reserved = (0.16 * (footnote.count("\n") + 1) + 0.08) / fig.get_figheight()  # inches to figure fraction
     fig.get_layout_engine().set(rect=(0, reserved, 1, 1 - reserved))
     return fig, None
 
 
-def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> bool:
-    """Write one cell's text; returns whether it carried the noisy-measurement star."""
+def _heatmap_footnote(marks: str, intervals: bool, not_run: pd.DataFrame) -> str:
+    lines = [("[low–high]: bootstrap 95 % interval. " if intervals else "")
+             + "Grey hatched: no valid result (status shown; fail_accuracy: its speedup in brackets). "
+             "Amber hatched: unstable, never a winner (its speedup in brackets)."]
+    lines += [f"{legend}." for mark, legend in MARK_LEGENDS.items() if mark in marks]
+    if not not_run.empty:
+        names = ", ".join(config_label(*key) for key in not_run[CONFIG].itertuples(index=False))
+        lines.append(f"Not run here (the report says why): {names}.")
+    return "\n".join(lines)
+
+
+def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> str:
+    """Write one cell's text; returns the marks it carried (``tables.marks_of``)."""
     if row.status == "ok":
         if pd.isna(row.speedup):
             ax.text(j, i, f"{fmt_ms(row.p50_ms)} ms\nno baseline", ha="center", va="center", fontsize=8)
-            return False
-        noisy = is_true(getattr(row, "cov_flag", None))
+            return ""
         red, green, blue, _ = cmap(norm(row.speedup))
         ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-        text = f"{row.speedup:.2f}×{'*' if noisy else ''}\n{fmt_ms(row.p50_ms)} ms"
-        ax.text(j, i, text, ha="center", va="center", fontsize=9, color=ink, fontweight="bold")
-        return noisy
-    ax.add_patch(
-        Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=_FAILED_FACE, hatch=_FAILED_HATCH, edgecolor="0.6", linewidth=0)
-    )
+        marks = marks_of(row)
+        text = f"{row.speedup:.2f}×{marks}"
+        if not (pd.isna(row.speedup_ci_low) or pd.isna(row.speedup_ci_high)):
+            text += f"\n[{row.speedup_ci_low:.2f}–{row.speedup_ci_high:.2f}]"
+        ax.text(j, i, f"{text}\n{fmt_ms(row.p50_ms)} ms", ha="center", va="center", fontsize=9, color=ink,
+                fontweight="bold")
+        return marks
+    unstable = row.status == "unstable"
+    ax.add_patch(Rectangle(
+        (j - 0.5, i - 0.5), 1, 1, linewidth=0,
+        facecolor="none" if unstable else _FAILED_FACE, hatch=_UNSTABLE_HATCH if unstable else _FAILED_HATCH,
+        edgecolor=_UNSTABLE_EDGE if unstable else "0.6",
+    ))
     text = str(row.status)
-    if row.status == "fail_accuracy" and not pd.isna(row.speedup):
+    if row.status in ("fail_accuracy", "unstable") and not pd.isna(row.speedup):
         text += f"\n({row.speedup:.2f}×)"
     ax.text(j, i, text, ha="center", va="center", fontsize=8, color="0.15",
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})
-    return False
+    return ""
 
 
 def latency_vs_batch(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> Drawn:

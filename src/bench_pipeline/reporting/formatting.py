@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -43,3 +43,19 @@ def fmt_calls(value: float) -> str:
         if value >= scale:
             return f"{value / scale:.1f}{suffix}"
     return f"{math.ceil(value):d}"
+
+
+def fmt_ci(value: Any, low: Any, high: Any, render: Callable[[float], str], unit: str = "") -> str:
+    """A number with its 95 % interval, '4.09 ms [4.01–4.20]', '8.90× [8.61–9.22]'; the bare
+    number where the interval is unknown, '' where the number is."""
+    if value is None or pd.isna(value):
+        return ""
+    text = f"{render(value)}{unit}"
+    if any(v is None or pd.isna(v) for v in (low, high)):
+        return text
+    return f"{text} [{render(low)}–{render(high)}]"
+
+
+def fmt_speedup(value: Any, low: Any = None, high: Any = None) -> str:
+    """A speedup with two decimals and its interval where known: '8.90× [8.61–9.22]'."""
+    return fmt_ci(value, low, high, lambda v: format(v, ".2f"), "×")

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench_pipeline.reporting.figures import FIGURE_TITLES
-from bench_pipeline.reporting.sections import FIGURES_PLACEHOLDER, report_sections, title
+from bench_pipeline.reporting.sections import Section, report_sections, title
 from bench_pipeline.results import STATUSES
 
 _CSS = """
@@ -25,16 +25,19 @@ th, td { border: 1px solid #d0d0d0; padding: .3rem .6rem; text-align: left; vert
          white-space: pre-line; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
-td.bad { background: repeating-linear-gradient(45deg, #eee, #eee 4px, #e2e2e2 4px, #e2e2e2 8px); color: #8a1c1c; }
+table td.bad { background: repeating-linear-gradient(45deg, #eee, #eee 4px, #e2e2e2 4px, #e2e2e2 8px); color: #8a1c1c; }
+table td.unstable { background: repeating-linear-gradient(45deg, #fff3d6, #fff3d6 4px, #ffe6a8 4px, #ffe6a8 8px); }
 td.reason { font-family: ui-monospace, monospace; font-size: .82rem; white-space: pre-wrap; max-width: 60ch; }
 figure { margin: 1rem 0 2rem; }
 figure img { max-width: 100%; border: 1px solid #e5e5e5; }
 figcaption { color: #555; font-size: .9rem; }
 .note { background: #fff6e0; border-left: 4px solid #e0a800; padding: .4rem .8rem; }
 .summary { font-size: 1.05rem; }
+details > summary { cursor: pointer; }
+details > summary h2 { display: inline; }
 """
 
-_BAD_STATUSES = tuple(s for s in STATUSES if s != "ok")
+_BAD_STATUSES = tuple(s for s in STATUSES if s not in ("ok", "unstable"))
 
 
 def figure_png_base64(figure: Figure, dpi: int = 110) -> str:
@@ -44,7 +47,8 @@ def figure_png_base64(figure: Figure, dpi: int = 110) -> str:
 
 
 def html_table(table: pd.DataFrame) -> str:
-    """A table with every cell escaped; a cell that states a failed status is hatched grey."""
+    """A table with every cell escaped; a cell that states a failed status is hatched grey, an
+    unstable one amber."""
     head = "".join(f"<th>{escape(str(c))}</th>" for c in table.columns)
     rows = []
     for row in table.itertuples(index=False):
@@ -54,6 +58,8 @@ def html_table(table: pd.DataFrame) -> str:
             classes = []
             if text.startswith(_BAD_STATUSES):
                 classes.append("bad")
+            elif text.startswith("unstable"):
+                classes.append("unstable")
             if column == "reason":
                 classes.append("reason")
             attribute = f' class="{" ".join(classes)}"' if classes else ""
@@ -78,29 +84,35 @@ def html_report(
         f"<h1>{heading}</h1>",
     ]
     for section in report_sections(df, env, model_info):
-        parts.append(f"<section><h2>{escape(section.title)}</h2>")
-        if section.kind == FIGURES_PLACEHOLDER:
-            parts += _figures(figures, figure_notes or {})
-        else:
-            if section.text:
-                css = ' class="summary"' if section.title == "Summary" else ""
-                parts.append(f"<p{css}>{escape(section.text)}</p>")
-            if section.table is not None and not section.table.empty:
-                parts.append(html_table(section.table))
-        parts.append("</section>")
+        parts += _section(section, figures, figure_notes or {})
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _figures(figures: Mapping[str, Figure], notes: Mapping[str, str]) -> list[str]:
+def _section(section: Section, figures: Mapping[str, Figure], notes: Mapping[str, str]) -> list[str]:
+    """One section; a collapsed one is a closed ``<details>`` whose summary is the heading."""
+    heading = f"<h2>{escape(section.title)}</h2>"
+    parts = ["<section>", f"<details><summary>{heading}</summary>" if section.collapsed else heading]
+    css = ' class="summary"' if section.title == "Summary" else ""
+    parts += [f"<p{css}>{escape(paragraph)}</p>" for paragraph in section.text.split("\n\n") if paragraph]
+    if section.table is not None and not section.table.empty:
+        parts.append(html_table(section.table))
+    if section.figures:
+        parts += _figures(section.figures, figures, notes)
+    parts.append("</details></section>" if section.collapsed else "</section>")
+    return parts
+
+
+def _figures(names: tuple[str, ...], figures: Mapping[str, Figure], notes: Mapping[str, str]) -> list[str]:
+    """The named figures that were drawn, and the note of each one left out."""
     parts = []
-    for name, figure in figures.items():
+    for name in (n for n in names if n in figures):
         caption = escape(FIGURE_TITLES.get(name, name))
         parts.append(
-            f'<figure><img alt="{caption}" src="data:image/png;base64,{figure_png_base64(figure)}">'
+            f'<figure><img alt="{caption}" src="data:image/png;base64,{figure_png_base64(figures[name])}">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
-    parts += [f'<p class="note">{escape(note)}</p>' for note in notes.values()]
+    parts += [f'<p class="note">{escape(notes[name])}</p>' for name in names if name in notes]
     if not parts:
         parts.append("<p>No figures were drawn.</p>")
     return parts

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from bench_pipeline.reporting.figures import FIGURE_TITLES
-from bench_pipeline.reporting.sections import FIGURES_PLACEHOLDER, report_sections, title
+from bench_pipeline.reporting.sections import report_sections, title
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -38,23 +38,27 @@ def markdown_summary(
     lines = [f"# {title(df, env, model_info)}", ""]
     for section in report_sections(df, env, model_info):
         lines += [f"## {section.title}", ""]
-        if section.kind == FIGURES_PLACEHOLDER:
-            lines += _figures(figure_paths or {}, figure_notes or {})
-            continue
+        if section.collapsed:  # GitHub renders the Markdown inside <details> when blank lines surround it
+            lines += ["<details><summary>show</summary>", ""]
         if section.text:
             lines += [section.text, ""]
         if section.table is not None and not section.table.empty:
             lines += [markdown_table(section.table), ""]
+        if section.figures:
+            lines += _figures(section.figures, figure_paths or {}, figure_notes or {})
+        if section.collapsed:
+            lines += ["</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _figures(paths: Mapping[str, str], notes: Mapping[str, str]) -> list[str]:
+def _figures(names: tuple[str, ...], paths: Mapping[str, str], notes: Mapping[str, str]) -> list[str]:
+    """Links to the named figures that were drawn, and the note of each one left out."""
     lines = []
-    for name, path in paths.items():
+    for name in (n for n in names if n in paths):
         caption = FIGURE_TITLES.get(name, name)
-        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
-    for note in notes.values():
-        lines += [f"> {note}", ""]
+        lines += [f"![{caption}]({paths[name]})", "", f"*{caption}*", ""]
+    for name in (n for n in names if n in notes):
+        lines += [f"> {notes[name]}", ""]
     if not lines:
         lines = ["No figures were drawn.", ""]
     return lines

@@ -14,38 +14,54 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from bench_pipeline.reporting.figures import device_name
-from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ms
+from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
 from bench_pipeline.reporting.roofline import roofline_basis
-from bench_pipeline.results import KEY_COLUMNS
+from bench_pipeline.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,
     COST_COLUMNS,
+    DISPATCH_MARK,
+    MARK_LEGENDS,
     MEASURED,
+    NONE,
+    TIE,
+    UNKNOWN,
     add_speedup,
     break_even,
     failures,
-    is_true,
+    is_dispatch_bound,
+    marks_of,
+    not_run_configs,
     ordered_configs,
     results_table,
     rows_of,
+    unstable_cells,
     winners,
+    without_configs,
 )
 
-FIGURES_PLACEHOLDER = "figures"
+HEATMAP = "speedup_heatmap.png"
+OTHER_FIGURES = ("latency_vs_batch.png", "cost_break_even.png")
+LEGEND = "; ".join([
+    *MARK_LEGENDS.values(),
+    "unstable: the rounds disagreed or something competed for the machine (see 'Unstable cells')",
+]) + "."
 
 
 @dataclass(frozen=True)
 class Section:
-    """A heading, a paragraph and an optional table of ready-to-print strings.
+    """A heading, paragraphs (split by a blank line) and an optional table of ready-to-print strings.
 
-    ``kind`` = ``FIGURES_PLACEHOLDER`` marks where a renderer puts the figures.
+    ``figures`` names the figures (``figures.FIGURE_TITLES`` keys) a renderer puts here, or the
+    note saying why each was left out; ``collapsed`` sections are folded away until opened.
     """
 
     title: str
     text: str = ""
     table: pd.DataFrame | None = None
-    kind: str = ""
+    figures: tuple[str, ...] = ()
+    collapsed: bool = False
 
 
 def title(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> str:
@@ -53,25 +69,45 @@ def title(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any
 
 
 def headline(df: pd.DataFrame) -> str:
-    """The first sentence a reader sees, which says plainly when nothing worked."""
+    """The first sentence a reader sees, which says plainly when nothing worked; the speedup it
+    names is the best trustworthy one (status in ``TRUSTED``), never an unstable cell's."""
     if df.empty:
         return "No cells were run: the results table is empty."
     counts = Counter(df["status"])
     statuses = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
-    if counts.get("ok", 0) == 0:
+    if not any(counts.get(status, 0) for status in TRUSTED):
         return (
-            f"No cell succeeded: all {len(df)} cells failed or were skipped ({statuses}). "
-            "The reasons are listed under 'Skipped and failed cells'."
+            f"No cell succeeded: all {len(df)} cells failed, were skipped or were unstable ({statuses}). "
+            "The reasons are listed under 'Not run here, and why', 'Unstable cells' and 'Skipped and failed cells'."
         )
     table = add_speedup(df)
-    ok = table[(table["status"] == "ok") & table["speedup"].notna()]
+    ok = table[table["status"].isin(TRUSTED) & table["speedup"].notna()]
     text = f"{len(df)} cells ({statuses})."
     if ok.empty:
         return text + " No FP32 eager baseline cell ran ok, so there are no speedups."
     best = ok.loc[ok["speedup"].idxmax()]
     config = config_label(best["backend"], best["variant"], best["precision"])
     where = f"{config} at {cell_label(best['batch'], best['seq'])}"
-    return text + f" Best speedup over FP32 eager: {best['speedup']:.2f}× ({where})."
+    speedup = fmt_speedup(best["speedup"], best["speedup_ci_low"], best["speedup_ci_high"])
+    text += f" Best trustworthy speedup over FP32 eager: {speedup} ({where})."
+    if counts.get("unstable"):
+        text += f" {counts['unstable']} unstable cell(s) are left out of it and of the winners."
+    return text
+
+
+def dispatch_line(env: Mapping[str, Any], table: pd.DataFrame) -> str:
+    """One line on how fast this host dispatches work (the environment's calibration, so runs on
+    two machines can be told apart) and how many cells that dominated; '' when neither is known."""
+    speeds = [f"{float(env[key]):.1f} µs per {what}" for key, what in
+              (("host.launch_us", "kernel launch"), ("host.op_us", "tiny CPU torch op")) if env.get(key) is not None]
+    measured = table[table["status"].isin(MEASURED)] if not table.empty else table
+    bound = sum(is_dispatch_bound(v) for v in measured.get("dispatch_share", []))
+    if not speeds and not bound:
+        return ""
+    text = "host dispatch: " + (", ".join(speeds) if speeds else "not calibrated in this run")
+    if bound:
+        text += f"; {bound} of {len(measured)} measured cells are dominated by it (marked {DISPATCH_MARK})"
+    return text + "."
 
 
 def _key_value(mapping: Mapping[str, Any], first: list[str]) -> pd.DataFrame:
@@ -107,10 +143,13 @@ def _pivot(df: pd.DataFrame, text_of: Callable[[Any], str]) -> pd.DataFrame:
 
 
 def _latency_text(row: Any) -> str:
-    if row.status == "ok":
-        star = "*" if is_true(getattr(row, "cov_flag", None)) else ""
-        speedup = fmt(row.speedup, ".2f", "×")
-        return f"{fmt_ms(row.p50_ms)} ms{star}" + (f" · {speedup}" if speedup else "")
+    if row.status in ("ok", "unstable"):
+        marks = marks_of(row)
+        latency = fmt_ci(row.p50_ms, getattr(row, "p50_ci_low_ms", None), getattr(row, "p50_ci_high_ms", None),
+                         fmt_ms, " ms")
+        speedup = fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
+        text = latency + marks + (f" · {speedup}" if speedup else "")
+        return f"unstable: {text}" if row.status == "unstable" else text
     if row.status == "fail_accuracy" and not pd.isna(row.p50_ms):
         return f"fail_accuracy ({fmt_ms(row.p50_ms)} ms)"
     return str(row.status)
@@ -125,6 +164,14 @@ def _parity_text(row: Any) -> str:
     return f"fail_accuracy: {text}" if row.status == "fail_accuracy" else text
 
 
+def _winner_text(row: Any) -> str:
+    if row.verdict == NONE:
+        return row.note
+    if row.verdict == TIE:
+        return f"tie: {row.tied}"
+    return f"{row.config} (interval unknown)" if row.verdict == UNKNOWN else row.config
+
+
 def _winner_table(table: pd.DataFrame) -> pd.DataFrame:
     best = winners(table)
     with_roofline = "roofline_pct" in best.columns and best["roofline_pct"].notna().any()
@@ -132,9 +179,9 @@ def _winner_table(table: pd.DataFrame) -> pd.DataFrame:
     for row in best.itertuples(index=False):
         line = {
             "batch × seq": cell_label(row.batch, row.seq),
-            "winner": row.config if row.note == "" else row.note,
-            "p50 (ms)": fmt_ms(row.p50_ms),
-            "speedup over FP32 eager": fmt(row.speedup, ".2f", "×"),
+            "winner": _winner_text(row),
+            "p50 (ms)": fmt_ci(row.p50_ms, row.p50_ci_low_ms, row.p50_ci_high_ms, fmt_ms),
+            "speedup over FP32 eager": fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high),
         }
         if with_roofline:
             line["% of roofline"] = fmt(row.roofline_pct, ".1f")
@@ -160,13 +207,39 @@ def _break_even_table(table: pd.DataFrame) -> pd.DataFrame | None:
     return _pivot(others, lambda row: fmt_calls(row.break_even_calls)) if not others.empty else None
 
 
+def _cell_listing(cells: pd.DataFrame, more: dict[str, list[str]]) -> pd.DataFrame:
+    """A printed list of cells: configuration, batch × seq, status, then the ``more`` columns."""
+    return pd.DataFrame({
+        "backend precision": [config_label(*key) for key in cells[CONFIG].itertuples(index=False)],
+        "batch × seq": [cell_label(b, s) for b, s in zip(cells["batch"], cells["seq"])],
+        "status": cells["status"].astype(str),
+        **more,
+    })
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else str(value)
+
+
 def _failure_listing(table: pd.DataFrame) -> pd.DataFrame:
     failed = failures(table)
+    return _cell_listing(failed, {"reason": [_text(r) for r in failed["reason"]]})
+
+
+def _unstable_listing(table: pd.DataFrame) -> pd.DataFrame:
+    unstable = unstable_cells(table)
+    return _cell_listing(unstable, {
+        "round spread": [fmt(100 * v, ".1f", " %") for v in unstable["round_spread"]],
+        "contamination": [_text(c) for c in unstable["contamination"]],
+        "reason": [_text(r) for r in unstable["reason"]],
+    })
+
+
+def _not_run_listing(not_run: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "backend precision": [config_label(*key) for key in failed[CONFIG].itertuples(index=False)],
-        "batch × seq": [cell_label(b, s) for b, s in zip(failed["batch"], failed["seq"])],
-        "status": failed["status"].astype(str),
-        "reason": ["" if r is None or pd.isna(r) else str(r) for r in failed["reason"]],
+        "backend precision": [config_label(*key) for key in not_run[CONFIG].itertuples(index=False)],
+        "cells": not_run["statuses"].astype(str),
+        "why": not_run["reason"].astype(str),
     })
 
 
@@ -177,37 +250,72 @@ def _flagged_cells(table: pd.DataFrame) -> pd.DataFrame | None:
     return flagged[[*KEY_COLUMNS, "gpu_warnings"]].astype(str).reset_index(drop=True)
 
 
-def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> list[Section]:
-    """The report, top to bottom: summary, environment, model, winners, latency and speedup,
-    roofline, figures, cost, parity, and every cell that did not run ok with its reason."""
-    table = results_table(df, env, model_info)
-    sections = [
-        Section("Summary", headline(df)),
-        Section("Environment", "", _key_value(env, ["gpu.name", "gpu.compute_capability", "cpu.model"])),
+def _facts(env: Mapping[str, Any], model_info: Mapping[str, Any]) -> list[Section]:
+    """The model, and the environment folded away: the facts a reader checks last."""
+    facts = _key_value(env, ["gpu.name", "gpu.compute_capability", "cpu.model", "host.launch_us", "host.op_us"])
+    return [
         Section("Model", "", _key_value(model_info, ["name", "model_type", "num_parameters"])),
+        Section("Environment", f"{len(facts)} facts recorded with the run: GPU, driver, clocks, CPU, library "
+                "versions and, where measured, the host dispatch calibration (host.*).", facts, collapsed=True),
     ]
-    if table.empty:
-        return [*sections, Section("Skipped and failed cells", "No cells at all: nothing ran.")]
 
-    sections.append(Section(
+
+def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> list[Section]:
+    """The report, answer first: summary with the host dispatch line, winners, the speedup figure,
+    latency and speedup, what did not run here and why, unstable cells, roofline, the other
+    figures, cost, parity, every other cell that did not run ok, and last the model and the
+    (collapsed) environment."""
+    table = results_table(df, env, model_info)
+    summary = Section("Summary", "\n\n".join(t for t in (headline(df), dispatch_line(env, table)) if t))
+    if table.empty:
+        return [summary, Section("Skipped and failed cells", "No cells at all: nothing ran."), *_facts(env, model_info)]
+
+    not_run = not_run_configs(table)
+    shown = without_configs(table, not_run)  # configurations that ran somewhere
+    sections = [summary, Section(
         "Winner per cell",
-        "Fastest configuration with status ok per batch × sequence length, by p50 latency. "
-        "A cell outside parity tolerance (fail_accuracy) never wins.",
+        "The fastest configuration with status ok per batch × sequence length, by p50 latency, is named the winner "
+        "only when the upper end of its 95 % interval lies below the lower end of the runner-up's; otherwise the "
+        "cell lists the configurations that tie with it. Unstable cells and cells outside parity tolerance "
+        "(fail_accuracy) never win. Brackets: bootstrap 95 % intervals.",
         _winner_table(table),
-    ))
-    sections.append(Section(
-        "Latency (p50) and speedup over FP32 eager",
-        "p50 latency per call in ms and its speedup over eager FP32 (eager/default/fp32) at the same cell; "
-        "* marks a noisy measurement (coefficient of variation above 2.5 %). Other entries give the status.",
-        _pivot(table, _latency_text),
-    ))
-    has_roofline = table["roofline_pct"].notna().any()
+    ), Section(
+        "Speedup over FP32 eager",
+        "One panel per configuration that ran here; configurations that ran nowhere are listed under "
+        "'Not run here, and why'.",
+        figures=(HEATMAP,),
+    )]
+    if not shown.empty:
+        sections.append(Section(
+            "Latency (p50) and speedup over FP32 eager",
+            "p50 latency per call in ms and its speedup over FP32 eager (eager/default/fp32) at the same cell, paired "
+            "round by round, with bootstrap 95 % intervals in brackets; a number without brackets has no recorded "
+            "interval (older results: the speedup is the ratio of p50s). " + LEGEND
+            + " Other entries give the status.",
+            _pivot(shown, _latency_text),
+        ))
+    if not not_run.empty:
+        sections.append(Section(
+            "Not run here, and why",
+            f"{len(not_run)} configuration(s) did not run at any cell on this machine.",
+            _not_run_listing(not_run),
+        ))
+    unstable = _unstable_listing(table)
+    if len(unstable):
+        sections.append(Section(
+            "Unstable cells",
+            f"{len(unstable)} cell(s) were measured while their rounds disagreed or something competed for the "
+            "machine: their numbers are in the tables, and those marked unstable are never a winner, the headline "
+            "or an MLflow metric.",
+            unstable,
+        ))
+    has_roofline = shown["roofline_pct"].notna().any()
     sections.append(Section(
         "Share of roofline",
         roofline_basis(env, model_info),
-        _pivot(table, lambda row: fmt(row.roofline_pct, ".1f", " %")) if has_roofline else None,
+        _pivot(shown, lambda row: fmt(row.roofline_pct, ".1f", " %")) if has_roofline else None,
     ))
-    sections.append(Section("Figures", kind=FIGURES_PLACEHOLDER))
+    sections.append(Section("Latency and cost figures", figures=OTHER_FIGURES))
 
     costs = [c for c in COST_COLUMNS if c in table.columns and pd.to_numeric(table[c], errors="coerce").notna().any()]
     if not costs:
@@ -226,13 +334,13 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
             _break_even_table(table),
         ))
 
-    measured = table["status"].isin(MEASURED).any()
+    measured = shown["status"].isin(MEASURED).any()
     sections.append(Section(
         "Parity against FP32 eager",
         "Cosine similarity and largest absolute difference of the last hidden state (and the pooled output where "
         "present) against the FP32 eager reference with TF32 off; the results table holds every number."
         if measured else "No cell was measured, so there is no parity to show.",
-        _pivot(table, _parity_text) if measured else None,
+        _pivot(shown, _parity_text) if measured else None,
     ))
     flagged = _flagged_cells(table)
     if flagged is not None:
@@ -242,10 +350,12 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
             "their numbers may be slower than this GPU can do.",
             flagged,
         ))
-    listing = _failure_listing(table)
+    listing = _failure_listing(shown)
+    elsewhere = " Configurations that ran nowhere are listed under 'Not run here, and why'." if len(not_run) else ""
     sections.append(Section(
         "Skipped and failed cells",
-        f"{len(listing)} cell(s) did not run ok." if len(listing) else "Every cell ran ok.",
+        (f"{len(listing)} cell(s) did not run ok." if len(listing) else "No other cell failed or was skipped.")
+        + elsewhere if len(listing) or elsewhere or len(unstable) else "Every cell ran ok.",
         listing if len(listing) else None,
     ))
-    return sections
+    return [*sections, *_facts(env, model_info)]

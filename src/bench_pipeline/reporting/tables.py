@@ -14,17 +14,20 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bench_pipeline.reporting.formatting import config_label
+from bench_pipeline.reporting.formatting import cell_label, config_label
 from bench_pipeline.reporting.roofline import add_roofline
-from bench_pipeline.results import KEY_COLUMNS
+from bench_pipeline.results import KEY_COLUMNS, TRUSTED
 
 # The reference every speedup is measured against: what a user gets without trying.
 BASELINE = {"backend": "eager", "variant": "default", "precision": "fp32"}
 CELL = ["batch", "seq"]
 CONFIG = ["backend", "variant", "precision"]
 COST_COLUMNS = ["setup_s", "export_s", "build_s", "compile_s"]
-# Statuses whose timing numbers were measured (fail_accuracy keeps them, but never wins).
-MEASURED = ("ok", "fail_accuracy")
+# Statuses whose timing numbers were measured and are kept; only TRUSTED ones ever win.
+MEASURED = ("ok", "fail_accuracy", "unstable")
+SPEEDUP_COLUMNS = ["speedup", "speedup_ci_low", "speedup_ci_high"]
+# A GPU call in which the GPU waited for the host more than this share is bound by host dispatch.
+DISPATCH_BOUND = 0.5
 
 _REQUIRED = [*KEY_COLUMNS, "status", "reason"]
 
@@ -89,53 +92,158 @@ def baseline_p50(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame with ``baseline_p50_ms`` and ``speedup`` (baseline p50 / p50) for measured rows.
+    """The frame with ``baseline_p50_ms``, ``speedup`` and its interval for measured rows.
 
-    ``fail_accuracy`` rows keep a speedup (a report may show how fast the wrong answer was);
-    every other non-ok row, and cells whose baseline did not run, get NaN.
+    A row's own ``speedup`` is the measuring side's paired ratio (FP32 eager in the same
+    rounds), with its bootstrap interval: it is kept. Older results have no such column, or
+    NaN in it: there the speedup is baseline p50 / p50 and its interval is unknown (NaN).
+    ``fail_accuracy`` and ``unstable`` rows keep a speedup (a report may show how fast the
+    wrong or unsure answer was); every other non-ok row gets NaN.
     """
     check_frame(df, ["p50_ms"])
-    out = df.drop(columns=["baseline_p50_ms", "baseline_one_off_s", "speedup"], errors="ignore")
+    out = df.drop(columns=["baseline_p50_ms", "baseline_one_off_s"], errors="ignore")
     base = baseline_p50(out)
     out = out.merge(base, on=CELL, how="left", validate="many_to_one")
     out.index = df.index
     measured = out["status"].isin(MEASURED)
-    out["speedup"] = (out["baseline_p50_ms"] / _numeric(out, "p50_ms")).where(measured)
+    paired = _numeric(out, "speedup")
+    ratio = out["baseline_p50_ms"] / _numeric(out, "p50_ms")
+    out["speedup"] = paired.where(paired.notna(), ratio).where(measured)
+    for column in ("speedup_ci_low", "speedup_ci_high"):
+        out[column] = _numeric(out, column).where(paired.notna() & measured)
     return out
 
 
-def winners(df: pd.DataFrame) -> pd.DataFrame:
-    """The fastest ``ok`` configuration per (batch, seq), by p50.
+# How a cell's winner was decided (the ``verdict`` column of ``winners``).
+CLEAR, TIE, UNKNOWN, ALONE, NONE = "clear", "tie", "interval unknown", "only one ran ok", "none"
 
-    Every cell of the frame gets a row; where nothing ran ok the configuration columns are
-    empty and ``note`` counts the statuses instead, so a report never drops a cell.
-    ``fail_accuracy`` never wins: a fast wrong answer is not a result.
+
+def decide_winner(cell: pd.DataFrame) -> tuple[str, list[Any]]:
+    """The verdict for one grid cell (one batch, seq) and the index labels it names, fastest first.
+
+    Only trustworthy rows (status in ``TRUSTED``, a p50) compete: a fast wrong answer
+    (``fail_accuracy``) or a measurement whose rounds disagreed (``unstable``) never wins.
+    The fastest by p50 is the winner (``clear``) only when the upper bound of its p50 interval
+    lies below the runner-up's lower bound: a faster median alone may be noise. Otherwise the
+    verdict is ``tie`` and every row whose lower bound (its p50 where it has no interval) does
+    not clear the fastest's upper bound is named. Where the fastest or the runner-up has no
+    interval (older results) the fastest wins as before, with the verdict ``interval unknown``.
+    ``only one ran ok`` and ``none`` (nothing ran ok: no labels) complete the list.
+    """
+    p50 = _numeric(cell, "p50_ms")
+    trusted = cell["status"].isin(TRUSTED) & p50.notna()
+    if not trusted.any():
+        return NONE, []
+    ranked = cell[trusted].assign(_p50=p50[trusted]).sort_values("_p50", kind="stable")
+    if len(ranked) == 1:
+        return ALONE, [ranked.index[0]]
+    low, high = _numeric(ranked, "p50_ci_low_ms"), _numeric(ranked, "p50_ci_high_ms")
+    fastest_high, runner_up_low = high.iloc[0], low.iloc[1]
+    if math.isnan(fastest_high) or math.isnan(runner_up_low):
+        return UNKNOWN, [ranked.index[0]]
+    if fastest_high < runner_up_low:
+        return CLEAR, [ranked.index[0]]
+    tied = low.fillna(ranked["_p50"]) <= fastest_high
+    return TIE, list(ranked.index[tied])
+
+
+def winners(df: pd.DataFrame) -> pd.DataFrame:
+    """The winner per (batch, seq) as ``decide_winner`` rules, one row per cell.
+
+    The configuration and number columns are the fastest trustworthy row's; ``verdict`` says
+    how sure that is and ``tied`` names the configurations it cannot be told apart from (''
+    unless the verdict is ``tie``). Where nothing ran ok the configuration columns are empty
+    and ``note`` counts the statuses instead, so a report never drops a cell.
     """
     out = add_speedup(df)
-    extra = [c for c in ("roofline_pct",) if c in out.columns]
+    numbers = ["p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", *SPEEDUP_COLUMNS]
+    numbers += [c for c in ("roofline_pct",) if c in out.columns]
     rows = []
     for (batch, seq), cell in out.groupby(CELL, sort=True):
-        ok = cell[(cell["status"] == "ok") & _numeric(cell, "p50_ms").notna()]
-        if ok.empty:
+        verdict, named = decide_winner(cell)
+        if verdict == NONE:
             counts = Counter(cell["status"])
             summary = ", ".join(f"{status} ×{n}" for status, n in sorted(counts.items()))
-            rows.append({"batch": batch, "seq": seq, "note": f"no configuration ran ok ({summary})"})
+            rows.append({"batch": batch, "seq": seq, "verdict": verdict,
+                         "note": f"no configuration ran ok ({summary})"})
             continue
-        best = ok.loc[_numeric(ok, "p50_ms").idxmin()]
-        row = {"batch": batch, "seq": seq, **{c: best[c] for c in [*CONFIG, "p50_ms", "speedup", *extra]}}
+        best = cell.loc[named[0]]
+        row = {"batch": batch, "seq": seq, **{c: best.get(c) for c in [*CONFIG, *numbers]}}
         row["config"] = config_label(best["backend"], best["variant"], best["precision"])
+        row["verdict"] = verdict
+        row["tied"] = ", ".join(config_label(*cell.loc[i, CONFIG]) for i in named) if verdict == TIE else ""
         row["note"] = ""
         rows.append(row)
-    columns = [*CELL, *CONFIG, "config", "p50_ms", "speedup", *extra, "note"]
+    columns = [*CELL, *CONFIG, "config", *numbers, "verdict", "tied", "note"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
-    """Every row that is not ``ok``, with its status and reason (fail_accuracy included)."""
+    """Every row that neither ran ok nor was measured unstable (``unstable_cells`` lists those),
+    with its status and reason (fail_accuracy included)."""
     check_frame(df)
-    bad = df[df["status"] != "ok"]
+    bad = df[~df["status"].isin(["ok", "unstable"])]
     columns = [*KEY_COLUMNS, "status", "reason"]
     return bad[columns].sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def unstable_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows measured ``unstable`` or while something competed for the machine, with why:
+    their numbers are in the tables, but none of them is a winner, a headline or a metric."""
+    check_frame(df)
+    contamination = df["contamination"] if "contamination" in df.columns else pd.Series(None, index=df.index)
+    flagged = df[(df["status"] == "unstable") | contamination.notna()].copy()
+    flagged["round_spread"] = _numeric(flagged, "round_spread")
+    flagged["contamination"] = contamination.reindex(flagged.index)
+    columns = [*KEY_COLUMNS, "status", "round_spread", "contamination", "reason"]
+    return flagged[columns].sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def not_run_configs(df: pd.DataFrame) -> pd.DataFrame:
+    """Configurations none of whose cells was measured (skipped, unsupported, failed at every
+    shape), one row each with its status counts and reasons: a report lists them once instead of
+    a row of 'skipped' per cell. ``reason`` is the one reason they share, or one line per cell."""
+    check_frame(df)
+    rows = []
+    for config in ordered_configs(df):
+        cells = rows_of(df, config)
+        if cells["status"].isin(MEASURED).any():
+            continue
+        counts = Counter(cells["status"].astype(str))
+        reasons = ["" if r is None or pd.isna(r) else str(r) for r in cells["reason"]]
+        if len(set(reasons)) > 1:
+            reasons = [f"{cell_label(b, s)}: {r}" for b, s, r in zip(cells["batch"], cells["seq"], reasons)]
+        rows.append({**dict(zip(CONFIG, config)), "cells": len(cells),
+                     "statuses": ", ".join(f"{status} ×{n}" for status, n in sorted(counts.items())),
+                     "reason": "\n".join(dict.fromkeys(reasons))})
+    return pd.DataFrame(rows, columns=[*CONFIG, "cells", "statuses", "reason"])
+
+
+def without_configs(df: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
+    """``df`` less the rows of the configurations in ``configs`` (e.g. ``not_run_configs``)."""
+    drop = {tuple(str(v) for v in key) for key in configs[CONFIG].itertuples(index=False)}
+    keep = [tuple(str(v) for v in key) not in drop for key in df[CONFIG].itertuples(index=False)]
+    return df[pd.Series(keep, index=df.index, dtype=bool)]
+
+
+def is_dispatch_bound(value: Any) -> bool:
+    """Whether a row's ``dispatch_share`` says host dispatch dominated its calls."""
+    return value is not None and not pd.isna(value) and float(value) > DISPATCH_BOUND
+
+
+# The marks a measured cell may carry in every table and figure, and what each means.
+NOISY_MARK, DISPATCH_MARK = "*", "†"
+MARK_LEGENDS = {
+    NOISY_MARK: f"{NOISY_MARK} the calls within a round scattered more than this device's noise bound",
+    DISPATCH_MARK: f"{DISPATCH_MARK} dominated by host dispatch: the GPU waited for the host for more than "
+    f"{100 * DISPATCH_BOUND:.0f} % of each call",
+}
+
+
+def marks_of(row: Any) -> str:
+    """The marks of one row (a namedtuple from ``itertuples``): noisy rounds, dispatch-bound."""
+    noisy = NOISY_MARK if is_true(getattr(row, "cov_flag", None)) else ""
+    return noisy + (DISPATCH_MARK if is_dispatch_bound(getattr(row, "dispatch_share", None)) else "")
 
 
 def _one_off_s(df: pd.DataFrame) -> pd.Series:
@@ -200,7 +308,6 @@ def has_values(df: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> list[s
 DERIVED_COLUMNS = (
     "baseline_p50_ms",
     "baseline_one_off_s",
-    "speedup",
     "one_off_s",
     "break_even_calls",
     "gflops",
@@ -211,12 +318,14 @@ DERIVED_COLUMNS = (
 
 
 def results_table(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]) -> pd.DataFrame:
-    """The tidy table a user downloads: every result column plus ``baseline_p50_ms``,
-    ``speedup``, ``one_off_s``, ``break_even_calls``, ``gflops``, ``achieved_tflops``,
-    ``roofline_ms`` and ``roofline_pct`` (NaN where unknown). Safe to apply twice."""
+    """The tidy table a user downloads: every result column, ``speedup`` and its interval as
+    ``add_speedup`` settles them (also for older results without them), plus ``baseline_p50_ms``,
+    ``one_off_s``, ``break_even_calls``, ``gflops``, ``achieved_tflops``, ``roofline_ms`` and
+    ``roofline_pct`` (NaN where unknown). Safe to apply twice."""
     raw = df.drop(columns=list(DERIVED_COLUMNS), errors="ignore")
     out = add_roofline(add_speedup(raw), env, model_info)
     costs = break_even(raw)[[*KEY_COLUMNS, "one_off_s", "break_even_calls"]]
     merged = out.merge(costs, on=KEY_COLUMNS, how="left", validate="one_to_one")
     merged.index = out.index
-    return merged[[*raw.columns, *DERIVED_COLUMNS]]
+    added = [c for c in SPEEDUP_COLUMNS if c not in raw.columns]
+    return merged[[*raw.columns, *added, *DERIVED_COLUMNS]]

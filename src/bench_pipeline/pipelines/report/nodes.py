@@ -10,12 +10,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench_pipeline.reporting import draw_all, html_report, markdown_summary, results_table
-from bench_pipeline.results import COLUMNS, KEY_COLUMNS, cell_name
+from bench_pipeline.results import COLUMNS, KEY_COLUMNS, TRUSTED, cell_name
 
-# Metrics logged per measured cell; the names are stable so runs can be compared cell by cell.
+# Metrics logged per trustworthy cell; the names are stable so runs can be compared cell by cell.
 CELL_METRICS = (
-    "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_seq_s", "speedup", "roofline_pct", "cosine", "peak_mem_mb",
-    "setup_s", "export_s", "build_s", "compile_s", "compile_warm_s", "recompiles", "graph_breaks",
+    "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_seq_s",
+    "speedup", "speedup_ci_low", "speedup_ci_high", "round_spread", "dispatch_share", "roofline_pct", "cosine",
+    "peak_mem_mb", "setup_s", "export_s", "build_s", "compile_s", "compile_warm_s", "recompiles", "graph_breaks",
 )
 BY_BATCH = ("p50_ms", "speedup", "throughput_seq_s")
 FIGURES_DIR = "figures"  # relative to the Markdown report
@@ -41,12 +42,13 @@ def mlflow_metrics(results: pd.DataFrame) -> dict[str, Any]:
     one line per backend.
     """
     metrics: dict[str, Any] = {}
-    # only cells that passed parity: a fast wrong answer must not sit beside the results in the UI
-    # (fail_accuracy cells keep their numbers in the results table and the report)
-    for row in results[results.status == "ok"].itertuples(index=False):
+    # only trustworthy cells: a fast wrong answer (fail_accuracy) or a measurement whose rounds
+    # disagreed (unstable) must not sit beside the results in the UI; both keep their numbers in
+    # the results table and the report
+    for row in results[results.status.isin(TRUSTED)].itertuples(index=False):
         engine = f"{row.backend}.{row.variant}/{row.precision}"
         for name in CELL_METRICS:
-            value = getattr(row, name)
+            value = getattr(row, name, None)  # older results lack the interval columns
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             metrics[f"{name}/{engine}/{cell_name(row.batch, row.seq)}"] = {"value": float(value), "step": 0}
