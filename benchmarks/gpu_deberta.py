@@ -11,15 +11,14 @@ parity and the fusion counts; it exits 1 unless every ORT FP16 cell is ``ok``.
 """
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 import yaml
+from kedro_env import run_benchmark
 from transformers import DebertaV2Config, DebertaV2Model
 
 PRESET_TOKENIZER = Path("src/bench_pipeline/resources/tokenizer")  # the presets' WordPiece tokenizer
@@ -56,14 +55,8 @@ benchmark["backends"] = {
         {"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}},
     ]},
 }
-Path("conf/gpu_deberta").mkdir(exist_ok=True)
-Path("conf/gpu_deberta/parameters_benchmark.yml").write_text(yaml.safe_dump(config))
-run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=benchmark", "--env", "gpu_deberta"],
-                     capture_output=True, text=True, env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"})
-print(run.stdout[-1500:], run.stderr[-3000:])
-results = pd.read_parquet("data/08_reporting/results.parquet")
+results = run_benchmark("gpu_deberta", config)
 results["fusions"] = results.extra.map(lambda extra: json.loads(extra or "{}").get("fusions"))
-pd.set_option("display.width", 250)
 pd.set_option("display.max_colwidth", 90)
 print(results[["backend", "variant", "precision", "batch", "seq", "status", "p50_ms", "cosine", "max_abs", "fusions",
                "reason"]].to_string())

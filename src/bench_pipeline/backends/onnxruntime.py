@@ -157,6 +157,7 @@ class OnnxRuntimeBackend(Backend):
             "opset": export["fp32"].get("opset"),
             "export_cached": export["fp32"].get("cached"),
             "fusions": artifact.get("fusions"),
+            "fusion_error": artifact.get("fusion_error"),
             "onnxruntime": ort.__version__,
         }
         return OrtSession(session, opts, ctx.device, stream, setup_s, costs, extra)
