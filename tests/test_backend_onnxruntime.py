@@ -304,7 +304,7 @@ def test_deberta_v2_fused_cell_is_measured_with_its_fusion_counts(deberta_rows):
     assert row["cosine"] > 0.99999 and row["p50_ms"] > 0
     extra = json.loads(row["extra"])
     assert extra["fusions"]["SkipLayerNormalization"] == 4 and "Attention" not in extra["fusions"]
-    assert extra["fusion_error"] is None  # the generic fusions ran; they found no attention to fuse
+    assert "fusion_error" not in extra  # the generic fusions ran; they found no attention to fuse
 
 
 def test_deberta_v2_cuda_variants_on_a_cpu_machine_are_skipped_for_the_provider(deberta_rows):
