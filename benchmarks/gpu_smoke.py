@@ -2,13 +2,11 @@
   python3 benchmarks/gpu_smoke.py        eager FP16 and ORT CUDA-graph FP16 over two cells: the columns only a GPU fills
   python3 benchmarks/gpu_smoke.py tf32   ORT CUDA FP32 at 32x512 with and without TF32, beside eager FP32"""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import yaml
+from kedro_env import run_benchmark
 
 config = yaml.safe_load(Path("conf/gpu/parameters_benchmark.yml").read_text())
 benchmark = config["benchmark"]
@@ -28,12 +26,6 @@ else:
         "eager": {"variants": [{"name": "default"}]},
         "onnxruntime": {"variants": [{"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}}]},
     }
-Path("conf/gpu_smoke").mkdir(exist_ok=True)
-Path("conf/gpu_smoke/parameters_benchmark.yml").write_text(yaml.safe_dump(config))
-run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=benchmark", "--env", "gpu_smoke"],
-                     capture_output=True, text=True, env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"})
-print(run.stdout[-1500:], run.stderr[-3000:])
-results = pd.read_parquet("data/08_reporting/results.parquet")
-pd.set_option("display.width", 250)
+results = run_benchmark("gpu_smoke", config)
 print(results[["backend", "variant", "precision", "batch", "seq", "status", "p50_ms", "cosine", "max_abs", "peak_mem_mb",
                "gpu_warnings", "extra"]].assign(extra=results.extra.str.slice(0, 120)).to_string())

@@ -23,6 +23,8 @@ from bench_pipeline.pipelines.export.nodes import ExportConfig, export_onnx_node
 from bench_pipeline.reference import compute_reference
 from bench_pipeline.sweep import run_backend
 
+from conftest import DEBERTA_V2, save_tiny_encoder
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 FAST = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 0, "max_time_s": 5}
@@ -257,9 +259,61 @@ def test_tensorrt_provider_options_fake_gpu(tiny, tmp_path):
     assert trt["trt_fp16_enable"] == "1" and trt["trt_cuda_graph_enable"] == "1"
     assert trt["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,token_type_ids:1x1"
     assert trt["trt_profile_max_shapes"] == "input_ids:32x512,attention_mask:32x512,token_type_ids:32x512"
-    assert Path(trt["trt_engine_cache_path"]).is_dir() and Path(trt["trt_engine_cache_path"]).parent == tmp_path
+    assert Path(trt["trt_engine_cache_path"]).is_dir()
+    assert Path(trt["trt_engine_cache_path"]).parent == tmp_path / "ort_tensorrt_cache"
     assert cuda["enable_cuda_graph"] == "0"  # the TensorRT EP owns the graph; the CUDA EP only runs leftovers
     assert trt["user_compute_stream"] == cuda["user_compute_stream"] == "140000000001234"
+
+
+def test_two_models_of_one_architecture_get_their_own_tensorrt_engine_cache_fake_gpu(tiny, tmp_path):
+    """The TensorRT EP names cached engines after the graph, not the weights: one folder per model content."""
+    ctx, _ = tiny
+    opts = OrtOptions.parse({"provider": "tensorrt"}, torch.device("cuda"))
+    other_weights = {**ctx.model_info, "weights_sha256": "f" * 64}
+    caches = []
+    for info in (ctx.model_info, other_weights):
+        gpu = BackendContext(ctx.model_dir, info, torch.device("cuda"), 4, ctx.cells, tmp_path, ctx.artifacts)
+        (_, trt), _, _ = _providers(opts, gpu, _FakeStream(), trt_fp16=False, input_names=["input_ids"])
+        caches.append(trt["trt_engine_cache_path"])
+    assert caches[0] != caches[1]
+    assert Path(caches[0]).name.startswith(ctx.model_info["weights_sha256"][:16])
+
+
+# --- an encoder ONNX Runtime's optimizer does not know, through the real sweep (issue 11, item 4)
+
+
+@pytest.fixture(scope="module")
+def deberta_rows(tmp_path_factory):
+    model_dir = save_tiny_encoder(tmp_path_factory.mktemp("deberta") / "model", "deberta-v2", **DEBERTA_V2)
+    info = resolve_model(ModelSpec(source="local", name=str(model_dir)), tmp_path_factory.mktemp("m"), 0)
+    config = config_for([2], [24], precisions=("fp32", "fp16"))
+    cells = [Cell(2, 24)]
+    artifacts = export_stage(info, config, tmp_path_factory.mktemp("onnx"))
+    ctx = BackendContext(Path(info["path"]), info, torch.device("cpu"), 1, cells, tmp_path_factory.mktemp("work"),
+                         artifacts={"export": artifacts})
+    reference = compute_reference(info, cells, torch.device("cpu"), seed=0)
+    rows, _ = run_backend("onnxruntime", config.backends["onnxruntime"], config, ctx, reference)
+    return artifacts, {(r["variant"], r["precision"]): r for r in rows}
+
+
+def test_deberta_v2_fused_cell_is_measured_with_its_fusion_counts(deberta_rows):
+    artifacts, rows = deberta_rows
+    assert set(artifacts) == {"fp32", "fp32_fused"}  # no FP16 graph: no variant here can run it
+    row = rows[("cpu-fused", "fp32")]
+    assert row["status"] == "ok", row["reason"]
+    assert row["cosine"] > 0.99999 and row["p50_ms"] > 0
+    extra = json.loads(row["extra"])
+    assert extra["fusions"]["SkipLayerNormalization"] == 4 and "Attention" not in extra["fusions"]
+    assert "fusion_error" not in extra  # the generic fusions ran; they found no attention to fuse
+
+
+def test_deberta_v2_cuda_variants_on_a_cpu_machine_are_skipped_for_the_provider(deberta_rows):
+    _, rows = deberta_rows
+    for variant, provider in (("cuda-graph", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+        for precision in ("fp32", "fp16"):
+            row = rows[(variant, precision)]
+            assert row["status"] == "skipped", row["reason"]
+            assert row["reason"].startswith(f"{provider} is not available in this onnxruntime build")
 
 
 # --- the real sweep on MiniLM ------------------------------------------------------------------

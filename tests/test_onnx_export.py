@@ -16,7 +16,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.models import default_model_dir, load_model, make_inputs
+from bench_pipeline.models import default_model_dir, load_model, make_inputs, weights_digest
 from bench_pipeline.onnx_export import (
     OnnxExportError,
     artifact_sha256,
@@ -31,7 +31,7 @@ from bench_pipeline.pipelines.export import create_pipeline
 from bench_pipeline.ort_artifacts import ort_artifact_key
 from bench_pipeline.pipelines.export.nodes import ExportConfig, export_onnx_node, fused_graphs_wanted
 
-from conftest import save_tiny_bert
+from conftest import DEBERTA_V2, save_tiny_bert, save_tiny_encoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -181,9 +181,14 @@ def test_bad_arguments_fail_early(tiny_bert_dir, tmp_path):
         export_onnx(tiny_bert_dir, tmp_path / "m.onnx", exporter="jit")
     with pytest.raises(ValueError, match="no config.json"):
         export_onnx(tmp_path, tmp_path / "m.onnx")
-    with pytest.raises(ValueError, match="no ONNX Runtime optimizer for model_type 'llama'"):
-        optimizer_model_type("llama")
-    assert optimizer_model_type("roberta") == "bert"
+    with pytest.raises(ValueError, match=r"unknown optimizer model_type 'deberta-v2'; allowed: \['bart'"):
+        optimize_onnx(tmp_path / "m.onnx", tmp_path / "o.onnx", model_type="deberta-v2", num_heads=2,
+                      hidden_size=32, float16=True, use_gpu=False)
+
+
+def test_an_encoder_the_optimizer_does_not_know_gets_its_generic_bert_path():
+    assert optimizer_model_type("roberta") == optimizer_model_type("deberta-v2") == optimizer_model_type("albert") == "bert"
+    assert optimizer_model_type("vit") == "vit"  # one it knows keeps its own
 
 
 # --- optimize ----------------------------------------------------------------------------------
@@ -232,6 +237,79 @@ def test_second_optimize_is_a_cache_hit_and_a_new_input_is_not(minilm_export, mi
     assert other["cached"] is False and other["source_sha256"] == tiny_export["sha256"]
 
 
+# --- encoders ONNX Runtime's optimizer has no model type for (issue 11, item 4) ----------------
+
+
+@pytest.fixture(scope="module", params=["deberta-v2", "albert"])
+def unknown_encoder(request, tmp_path_factory) -> tuple[str, Path, dict]:
+    """A tiny random encoder of a model type the optimizer does not list, and its export."""
+    extra = DEBERTA_V2 if request.param == "deberta-v2" else {"embedding_size": 16}
+    model_dir = save_tiny_encoder(tmp_path_factory.mktemp(request.param) / "model", request.param, **extra)
+    return request.param, model_dir, export_onnx(model_dir, model_dir.parent / "onnx" / "model.onnx")
+
+
+def optimize_like_the_stage(export: dict, model_type: str, out: Path, *, float16: bool) -> dict:
+    return optimize_onnx(export["path"], out, model_type=optimizer_model_type(model_type), num_heads=2,
+                         hidden_size=32, float16=float16, use_gpu=float16)
+
+
+def test_an_unknown_encoder_gets_generic_fusions_and_an_fp16_graph_the_cpu_ep_runs(unknown_encoder, tmp_path):
+    model_type, model_dir, export = unknown_encoder
+    fused = optimize_like_the_stage(export, model_type, tmp_path / "model.opt.fp32.onnx", float16=False)
+    fp16 = optimize_like_the_stage(export, model_type, tmp_path / "model.opt.fp16.onnx", float16=True)
+    assert fused["fusion_error"] is None and fused["model_type"] == "bert"
+    assert fused["fusions"]["SkipLayerNormalization"] == 4  # the residual LayerNorms of both layers
+    if model_type == "deberta-v2":  # disentangled attention matches no Attention pattern: counted as none
+        assert "Attention" not in fused["fusions"]
+    assert fp16["fusions"] == fused["fusions"] and fp16["float16"] is True
+
+    onnx.checker.check_model(fp16["path"])
+    graph = onnx.load(fp16["path"]).graph
+    assert sum(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer) > 10  # weights in FP16
+    inputs = make_inputs(model_dir, 2, 20, seed=0)
+    got = run_onnx(fp16["path"], inputs)
+    with torch.no_grad():
+        expected = load_model(model_dir, "fp32", torch.device("cpu"))(**inputs).last_hidden_state.numpy()
+    assert got["last_hidden_state"].dtype == np.float32  # FP32 graph outputs kept
+    real = inputs["attention_mask"].numpy().astype(bool)
+    assert cosine(got["last_hidden_state"][real], expected[real]) > 0.999
+    fused_out = run_onnx(fused["path"], inputs)["last_hidden_state"]
+    np.testing.assert_allclose(fused_out[real], expected[real], atol=1e-4)
+
+
+def test_fusions_that_raise_leave_an_unfused_graph_and_their_error(unknown_encoder, tmp_path, monkeypatch):
+    from onnxruntime.transformers import optimizer
+
+    def broken_fusions(*args, **kwargs):
+        raise IndexError("list index out of range")  # as a fusion meeting a graph it was not written for
+
+    monkeypatch.setattr(optimizer, "optimize_by_fusion", broken_fusions)
+    model_type, model_dir, export = unknown_encoder
+    fp16 = optimize_like_the_stage(export, model_type, tmp_path / "model.opt.fp16.onnx", float16=True)
+    assert fp16["fusion_error"] == "IndexError: list index out of range"
+    # what ONNX Runtime's own pre-pass fused (its LayerNormalization), none of the Python fusions
+    assert set(fp16["fusions"]) <= {"LayerNormalization"}
+    onnx.checker.check_model(fp16["path"])
+    inputs = make_inputs(model_dir, 1, 12, seed=0)
+    with torch.no_grad():
+        expected = load_model(model_dir, "fp32", torch.device("cpu"))(**inputs).last_hidden_state.numpy()
+    assert cosine(run_onnx(fp16["path"], inputs)["last_hidden_state"], expected) > 0.999
+
+
+# --- cache folders keyed by content (issue 11, item 5) -----------------------------------------
+
+
+def test_two_models_in_directories_of_one_name_keep_their_own_exports(tmp_path):
+    first = tiny_model_info(save_tiny_bert(tmp_path / "a" / "model", seed=1), name="model")
+    second = tiny_model_info(save_tiny_bert(tmp_path / "b" / "model", seed=2), name="model")
+    benchmark, export = benchmark_config(onnxruntime={}), ExportConfig(cache_dir=str(tmp_path / "onnx"))
+    exported = [export_onnx_node(info, benchmark, export) for info in (first, second)]
+    assert exported[0]["path"] != exported[1]["path"]
+    again = export_onnx_node(first, benchmark, export)  # the second did not evict the first...
+    assert again["cached"] is True and again["sha256"] == exported[0]["sha256"]
+    assert file_sha256(exported[1]["path"]) == exported[1]["sha256"]  # ...nor overwrite its file
+
+
 # --- the Kedro stage ---------------------------------------------------------------------------
 
 
@@ -244,16 +322,17 @@ def benchmark_config(device="cpu", **backends) -> BenchmarkConfig:
     )
 
 
-def tiny_model_info(model_dir: Path) -> dict:
-    return {"path": str(model_dir), "name": "tiny/bert", "model_type": "bert", "hidden_size": 32,
-            "num_attention_heads": 2, "has_pooler": True}
+def tiny_model_info(model_dir: Path, name: str = "tiny/bert") -> dict:
+    config = json.loads((model_dir / "config.json").read_text())
+    return {"path": str(model_dir), "name": name, "model_type": config["model_type"], "hidden_size": 32,
+            "num_attention_heads": 2, "has_pooler": True, "weights_sha256": weights_digest(model_dir)}
 
 
 def test_export_pipeline_writes_fp32_and_fused_graphs(tiny_bert_dir, tmp_path):
     benchmark = benchmark_config(onnxruntime={"variants": [
         {"name": "cpu", "options": {"provider": "cpu"}},
         {"name": "cpu-fused", "precisions": ["fp32"], "options": {"provider": "cpu", "fused": True}},
-        {"name": "cuda", "options": {"provider": "cuda"}},
+        {"name": "cuda", "options": {"provider": "cuda"}},  # no CUDA EP here: no FP16 graph for it
     ]})
     export = ExportConfig(cache_dir=str(tmp_path / "onnx"))
     catalog = DataCatalog({
@@ -264,11 +343,13 @@ def test_export_pipeline_writes_fp32_and_fused_graphs(tiny_bert_dir, tmp_path):
     })
     SequentialRunner().run(create_pipeline(), catalog)
     artifacts = catalog.load("export_artifacts")
-    assert set(artifacts) == {"fp32", "fp16", "fp32_fused"}
+    assert set(artifacts) == {"fp32", "fp32_fused"}
     assert all(a["status"] == "ok" for a in artifacts.values())
-    assert Path(artifacts["fp32"]["path"]).parent == tmp_path / "onnx" / "tiny_bert" / "torchscript-opset17-eager"
-    assert artifacts["fp16"]["fusions"]["Attention"] == 2
+    folder = tmp_path / "onnx" / f"tiny_bert-{weights_digest(tiny_bert_dir)[:16]}" / "torchscript-opset17-eager"
+    assert Path(artifacts["fp32"]["path"]).parent == folder
+    assert not (folder / "model.opt.fp16.onnx").exists()
     assert artifacts["fp32_fused"]["fusions"]["SkipLayerNormalization"] == 4
+    assert artifacts["fp32_fused"]["fusion_error"] is None
     json.dumps(artifacts)  # plain JSON for the catalog's JSONDataset
 
 
@@ -285,9 +366,16 @@ def test_fused_graphs_are_built_only_for_variants_that_run_them():
     assert fused_graphs_wanted(benchmark_config(onnxruntime=defaults)) == ["fp32_fused"]  # CPU EP on a CPU device
 
 
+def test_no_fused_graph_is_built_for_a_provider_that_cannot_run_here():
+    cuda = {"variants": [{"name": "cuda", "options": {"provider": "cuda"}},
+                         {"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}}]}
+    assert "CUDAExecutionProvider" not in ort.get_available_providers()  # this CPU machine
+    assert fused_graphs_wanted(benchmark_config(onnxruntime=cuda)) == []  # they are skipped, not built for
+
 
 def test_the_default_provider_on_a_cuda_device_runs_the_fused_fp16_graph_fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # no GPU here: config validation is told of two
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     defaults = {"variants": [{"name": "plain"}, {"name": "fused", "options": {"fused": True}}]}
     assert fused_graphs_wanted(benchmark_config("cuda:1", onnxruntime=defaults)) == ["fp16", "fp32_fused"]
 

@@ -35,14 +35,9 @@ EXPORTERS = ("torchscript", "dynamo")
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("last_hidden_state", "pooler_output")
 # Bump when the export or optimization recipe changes, so old cache entries stop matching.
-RECIPE_VERSION = 1
-# Files of a Hugging Face model directory that decide the exported graph (tokenizer files do not).
-_MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_MODEL_FILE_NAMES = ("config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+RECIPE_VERSION = 2
 # Protobuf cannot hold more than 2 GiB: beyond this the weights go to an external data file.
 _PROTOBUF_LIMIT = 2**31 - 1
-# HF model types whose graphs ORT's "bert" fusions recognise (same encoder block).
-_BERT_LIKE = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "ernie", "mpnet")
 # Largest relative difference (max abs diff / max abs reference) accepted between the ONNX file
 # run by ONNX Runtime and PyTorch, both FP32 on CPU: catches shapes or branches baked in by tracing.
 _VALIDATION_RTOL = 1e-3
@@ -142,12 +137,15 @@ def _export_and_store(
 
 
 def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_implementation: str) -> str:
-    """The cache key of an export: what the model is and how it is exported, not where it lives."""
+    """The cache key of an export: what the model is (the fingerprint ``model_info`` carries as
+    ``weights_sha256``) and how it is exported, not where it lives."""
+    from bench_pipeline.models import weights_digest
+
     return _digest(
         {
             "step": "export",
             "recipe": RECIPE_VERSION,
-            "model": _model_fingerprint(Path(model_dir)),
+            "model": weights_digest(Path(model_dir)),
             "exporter": exporter,
             "opset": opset,
             "attn_implementation": attn_implementation,
@@ -337,17 +335,16 @@ def _validate(path: Path, wrapper: _KeywordWrapper, input_names: list[str], outp
 
 
 def optimizer_model_type(hf_model_type: str) -> str:
-    """The ``onnxruntime.transformers.optimizer`` model type for a Hugging Face ``model_type``."""
+    """The ``onnxruntime.transformers.optimizer`` model type for a Hugging Face ``model_type``:
+    its own where the optimizer has one, else ``bert``, the generic encoder path.
+
+    The ``bert`` fusions match subgraphs, not model names: on DeBERTa-v2 they fuse the
+    LayerNorms and Gelus but not the disentangled attention, on ALBERT the attention too. What
+    did not match stays as it was, and the fusion counts say how much was fused (zero is an answer).
+    """
     from onnxruntime.transformers.optimizer import MODEL_TYPES
 
-    if hf_model_type in MODEL_TYPES:
-        return hf_model_type
-    if hf_model_type in _BERT_LIKE:
-        return "bert"
-    raise ValueError(
-        f"no ONNX Runtime optimizer for model_type {hf_model_type!r}; "
-        f"known: {sorted(MODEL_TYPES)} and BERT-like {list(_BERT_LIKE)}"
-    )
+    return hf_model_type if hf_model_type in MODEL_TYPES else "bert"
 
 
 def optimize_onnx(
@@ -362,13 +359,16 @@ def optimize_onnx(
 ) -> dict[str, Any]:
     """ONNX Runtime's transformer optimizer (fused Attention, SkipLayerNormalization, BiasGelu,
     EmbedLayerNormalization…), then FP16 conversion with FP32 inputs/outputs when ``float16``.
+    Where the optimizer's Python fusions raise on a graph they were not written for, the file
+    gets ONNX Runtime's own basic optimizations only (constant folding, the shape arithmetic
+    folded away) and the error is kept as ``fusion_error``: an unfused graph is still a graph.
 
     ``model_type`` is an optimizer type (see ``optimizer_model_type``). ``use_gpu`` runs the
     optimizer's ONNX Runtime pre-pass (basic level: constant folding, cast removal) on the CUDA EP.
     Where no CUDA EP is installed, ORT's optimizer would log an error and skip the pre-pass, so it
     runs on the CPU EP instead: that level is EP-agnostic, and the fusions (done in Python
     afterwards) come out the same — the file built on a GPU machine may only differ by copy nodes.
-    Returns ``path, sha256, size_bytes, fusions, optimize_s, float16, use_gpu, cached, key``.
+    Returns ``path, sha256, size_bytes, fusions, fusion_error, optimize_s, float16, use_gpu, cached, key``.
     """
     import onnxruntime
     from onnxruntime.transformers import optimizer
@@ -400,23 +400,15 @@ def optimize_onnx(
 def _optimize_and_store(
     in_path: Path, out_path: Path, key: str, options: dict[str, Any], prepass_on_gpu: bool, source_sha256: str
 ) -> dict[str, Any]:
-    from onnxruntime.transformers import optimizer
-
     source_bytes = sum(p.stat().st_size for p in (in_path, in_path.with_name(in_path.name + ".data")) if p.is_file())
     expected_bytes = source_bytes // 2 if options["float16"] else source_bytes
-    fusions: dict[str, int] = {}
+    facts: dict[str, Any] = {}
 
     def build(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            model = optimizer.optimize_model(
-                str(in_path),
-                model_type=options["model_type"],
-                num_heads=options["num_heads"],
-                hidden_size=options["hidden_size"],
-                use_gpu=prepass_on_gpu,
-            )
-            fusions.update({op: n for op, n in model.get_fused_operator_statistics().items() if n})
+            model, facts["fusion_error"] = _fused_model(in_path, options, prepass_on_gpu)
+            facts["fusions"] = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
             if options["float16"]:
                 # FP32 graph inputs/outputs: the caller binds the same buffers for every precision
                 model.convert_float_to_float16(keep_io_types=True)
@@ -424,8 +416,27 @@ def _optimize_and_store(
 
     info = _build(out_path, key, build)
     info["optimize_s"] = info.pop("build_s")
-    info.update(options, fusions=fusions, prepass_on_gpu=prepass_on_gpu, source_sha256=source_sha256)
+    info.update(options, **facts, prepass_on_gpu=prepass_on_gpu, source_sha256=source_sha256)
     return _store(out_path, key, info)
+
+
+def _fused_model(in_path: Path, options: dict[str, Any], prepass_on_gpu: bool) -> tuple[Any, str | None]:
+    """The optimizer's model (ONNX Runtime's pre-pass, then the Python fusions), or, where the
+    fusions raise, the pre-pass alone (``only_onnxruntime``) and the fusions' error."""
+    from onnxruntime.transformers import optimizer
+
+    arguments = {
+        "model_type": options["model_type"],
+        "num_heads": options["num_heads"],
+        "hidden_size": options["hidden_size"],
+        "use_gpu": prepass_on_gpu,
+    }
+    try:
+        return optimizer.optimize_model(str(in_path), **arguments), None
+    except Exception as error:  # noqa: BLE001 - any fusion bug: fall back to the graph without them
+        message = f"{type(error).__name__}: {error}"[:_MAX_MESSAGE]
+        logger.warning("ONNX Runtime's %s fusions failed on %s (%s): unfused graph", options["model_type"], in_path, message)
+        return optimizer.optimize_model(str(in_path), **arguments, opt_level=1, only_onnxruntime=True), message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,15 +556,6 @@ def artifact_sha256(path: Path) -> str:
     if not data.is_file():
         return file_sha256(path)
     return _digest({path.name: file_sha256(path), data.name: file_sha256(data)})
-
-
-def _model_fingerprint(model_dir: Path) -> dict[str, str]:
-    files = sorted(
-        p
-        for p in model_dir.iterdir()
-        if p.is_file() and (p.name in _MODEL_FILE_NAMES or p.suffix in _MODEL_FILE_SUFFIXES)
-    )
-    return {p.name: file_sha256(p) for p in files}
 
 
 def _digest(payload: dict[str, Any]) -> str:

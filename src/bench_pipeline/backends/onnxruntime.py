@@ -39,13 +39,13 @@ from bench_pipeline.backends.base import (
     Session,
     is_out_of_memory,
 )
-from bench_pipeline.ort_artifacts import default_provider, ort_artifact_key
+from bench_pipeline.ort_artifacts import (
+    EXECUTION_PROVIDERS,
+    default_provider,
+    ort_artifact_key,
+    provider_unavailable,
+)
 
-EXECUTION_PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 _OPTION_NAMES = ("provider", "io_binding", "cuda_graph", "tf32", "fused")
 _FLAGS = ("io_binding", "cuda_graph", "tf32", "fused")
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -101,14 +101,21 @@ class OnnxRuntimeBackend(Backend):
         OrtOptions.parse(options, torch.device("cpu"))
 
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
-        opts = OrtOptions.parse(options, ctx.device)
-        _artifact_for(ctx.artifacts.get("export"), precision, opts)
-        _check_provider(opts, ctx.device)
+        self._artifact(ctx, precision, OrtOptions.parse(options, ctx.device))
+
+    def _artifact(self, ctx: BackendContext, precision: str, opts: OrtOptions) -> dict[str, Any]:
+        """The export stage's artifact this variant runs, or why it cannot run here."""
+        key = _artifact_key(precision, opts)
+        # before the artifacts: the export stage builds no fused graph for a provider that cannot run here
+        unavailable = provider_unavailable(opts.provider, ctx.device.type)
+        if unavailable:
+            raise CellFailure("skipped", unavailable)
+        return _artifact(ctx.artifacts.get("export"), key)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
-        self.precheck(ctx, variant, precision, options)
         opts = OrtOptions.parse(options, ctx.device)
-        artifact, trt_fp16 = _artifact_for(ctx.artifacts.get("export"), precision, opts)
+        artifact = self._artifact(ctx, precision, opts)
+        trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
         path = Path(artifact["path"])
         if not path.is_file():
             raise CellFailure("fail_export", f"ONNX file {path} is missing: rerun the export stage")
@@ -157,13 +164,14 @@ class OnnxRuntimeBackend(Backend):
             "opset": export["fp32"].get("opset"),
             "export_cached": export["fp32"].get("cached"),
             "fusions": artifact.get("fusions"),
+            "fusion_error": artifact.get("fusion_error"),
             "onnxruntime": ort.__version__,
         }
         return OrtSession(session, opts, ctx.device, stream, setup_s, costs, extra)
 
 
-def _artifact_for(export: dict[str, Any] | None, precision: str, opts: OrtOptions) -> tuple[dict[str, Any], bool]:
-    """The export stage's artifact for this precision and variant, and whether TensorRT's FP16 mode is on."""
+def _artifact_key(precision: str, opts: OrtOptions) -> str:
+    """The ``export_artifacts`` key this precision and variant run, or why none can."""
     key = ort_artifact_key(opts.provider, precision, opts.fused)
     if key is None and precision == "fp16":  # only the CPU EP has no FP16 artifact
         raise CellFailure(
@@ -171,27 +179,20 @@ def _artifact_for(export: dict[str, Any] | None, precision: str, opts: OrtOption
         )
     if key is None:
         raise CellFailure("unsupported", f"no {precision} ONNX artifact: the export stage writes fp32 and fused fp16")
+    return key
+
+
+def _artifact(export: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """The export stage's artifact under ``key``; its (and the plain export's) failure as this cell's status."""
     if not export:
         raise CellFailure("error", "no export artifacts in this run: the export stage did not run before onnxruntime")
-    trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
     for needed in dict.fromkeys(["fp32", key]):
         artifact = export.get(needed)
         if not artifact:
             raise CellFailure("skipped", f"the export stage made no {needed} artifact (export.optimize off?)")
         if artifact.get("status", "ok") != "ok":
             raise CellFailure(artifact["status"], artifact.get("reason", ""))
-    return export[key], trt_fp16
-
-
-def _check_provider(opts: OrtOptions, device: torch.device) -> None:
-    available = ort.get_available_providers()
-    wanted = EXECUTION_PROVIDERS[opts.provider]
-    if wanted not in available:
-        raise CellFailure(
-            "skipped", f"{wanted} is not available in this onnxruntime build; available: {available}"
-        )
-    if opts.on_gpu and device.type != "cuda":
-        raise CellFailure("skipped", f"provider {opts.provider!r} needs a CUDA device; this run's device is {device}")
+    return export[key]
 
 
 def _providers(
@@ -212,7 +213,7 @@ def _providers(
     }
     if opts.provider == "cuda":
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
-    cache = ctx.workdir / "ort_tensorrt_cache"
+    cache = _tensorrt_cache_dir(ctx)
     cache.mkdir(parents=True, exist_ok=True)
     tensorrt = common | {
         "trt_fp16_enable": _flag(trt_fp16),
@@ -225,6 +226,16 @@ def _providers(
     }
     # nodes TensorRT cannot take run on the CUDA EP, on the same stream
     return [("TensorrtExecutionProvider", tensorrt), ("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
+
+
+def _tensorrt_cache_dir(ctx: BackendContext) -> Path:
+    """The TensorRT EP's engine cache for this model's export, keyed by content (model weights and
+    config, and the ONNX file). The EP names a cached engine after the graph's structure, not its
+    weights, and checks nothing on reuse: two models of one architecture in one folder would
+    run each other's engines."""
+    model = ctx.model_info["weights_sha256"][:16]
+    onnx = ctx.artifacts["export"]["fp32"]["sha256"][:16]
+    return ctx.workdir / "ort_tensorrt_cache" / f"{model}-{onnx}"
 
 
 def _trt_profile(ctx: BackendContext, input_names: list[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.onnx_export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
-from bench_pipeline.ort_artifacts import FUSED_KEYS, default_provider, ort_artifact_key
+from bench_pipeline.ort_artifacts import FUSED_KEYS, default_provider, ort_artifact_key, provider_unavailable
 from bench_pipeline.results import status_record
 from bench_pipeline.devices import resolve_device
 
@@ -86,15 +86,19 @@ def optimize_onnx_node(
 
 
 def fused_graphs_wanted(benchmark: BenchmarkConfig) -> list[str]:
-    """Which fused graphs the enabled onnxruntime variants will open, by the backend's own rule
-    (``ort_artifact_key``): e.g. none for TensorRT's EP, which runs the plain export."""
+    """Which fused graphs the enabled onnxruntime variants will open, by the backend's own rules
+    (``ort_artifact_key``, ``provider_unavailable``): e.g. none for TensorRT's EP, which runs the
+    plain export, and none for a variant whose provider cannot run here (it is ``skipped``)."""
     spec = benchmark.enabled_backends().get("onnxruntime")
     if spec is None:
         return []
-    device_default = default_provider(resolve_device(benchmark.device).type)
+    device_type = resolve_device(benchmark.device).type
     opened = set()
     for variant in spec.variants:
-        provider, fused = variant.options.get("provider", device_default), variant.options.get("fused", False)
+        provider = variant.options.get("provider", default_provider(device_type))
+        if provider_unavailable(provider, device_type):
+            continue
+        fused = variant.options.get("fused", False)
         opened |= {ort_artifact_key(provider, precision, fused) for precision in benchmark.precisions_for(variant)}
     return sorted(opened & set(FUSED_KEYS))
 
@@ -115,13 +119,13 @@ def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16:
         log.warning("ONNX Runtime optimization (%s) of %s failed: %s", label, model_info["name"], error)
         return status_record("fail_export", f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
     log.info(
-        "ONNX Runtime fused %s graph of %s: %s, %.1f MB, %.1f s%s",
-        label, model_info["name"], info["fusions"], info["size_bytes"] / 1e6, info["optimize_s"],
-        " (cached)" if info["cached"] else "",
+        "ONNX Runtime %s graph of %s (%s fusions for model_type %r): %s, %.1f MB, %.1f s%s",
+        label, model_info["name"], info["model_type"], model_info["model_type"], info["fusions"] or "nothing fused",
+        info["size_bytes"] / 1e6, info["optimize_s"], " (cached)" if info["cached"] else "",
     )
     return {
         "status": "ok",
-        **_public(info, "fusions", "optimize_s", "float16", "model_type"),
+        **_public(info, "fusions", "fusion_error", "optimize_s", "float16", "model_type"),
         "exporter": onnx_fp32["exporter"],
         "opset": onnx_fp32["opset"],
         "export_s": onnx_fp32["export_s"],
@@ -129,8 +133,11 @@ def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16:
 
 
 def artifact_dir(model_info: dict[str, Any], export: ExportConfig) -> Path:
-    """One folder per model and export recipe; the content key inside decides reuse or rebuild."""
-    model = re.sub(r"[^A-Za-z0-9._-]+", "_", model_info["name"]).strip("_") or "model"
+    """One folder per model content and export recipe. The name is for people; the folder is
+    keyed by the weights and config fingerprint, so two models whose directories share a
+    basename (two local ``model/``) neither evict each other nor, run side by side, swap files."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", model_info["name"]).strip("_") or "model"
+    model = f"{name}-{model_info['weights_sha256'][:16]}"
     return Path(export.cache_dir) / model / f"{export.exporter}-opset{export.opset}-{export.attn_implementation}"
 
 
