@@ -148,11 +148,11 @@ def test_site_has_every_node_and_one_namespace_per_backend(viz_main):
     pipeline = register_pipelines()["__default__"]
     tasks = {full_name(n) for n in default_nodes(viz_main, "task")}
     assert tasks == {node.name for node in pipeline.nodes}
-    assert {"resolve_model_node", "aggregate_results_node", "render_report_node", "eager.benchmark_node"} <= tasks
+    assert {"resolve_model_node", "aggregate_results_node", "render_report_node", "eager.plan_node", "measure_node"} <= tasks
     namespaces = {n["name"] for n in default_nodes(viz_main, "modularPipeline")}
     assert set(BACKENDS) <= namespaces
     for backend in BACKENDS:
-        assert "benchmark_node" in children_names(viz_main, backend)
+        assert "plan_node" in children_names(viz_main, backend)
 
 
 def test_every_dataset_sits_in_a_layer(viz_main):
