@@ -177,7 +177,7 @@ def header(env: dict[str, Any], results_path: Path) -> list[str]:
     return [
         f"Fidelity check of {results_path}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"machine: {env.get('host.name')} ({env.get('cpu.model')}); GPU: {env.get('gpu.name') or 'none'}"
-        + (f", driver {env['gpu.driver']}" if env.get("gpu.driver") else ""),
+        + (f", driver {env['gpu.driver_version']}" if env.get("gpu.driver_version") else ""),
         f"versions: python {env.get('python.version')}, {versions}",
     ]
 
