@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FAST_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 0}
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
 
 
@@ -47,3 +51,42 @@ def save_tiny_encoder(target: Path, model_type: str, *, seed: int = 0, **overrid
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def copy_project(target: Path, benchmark: dict | None = None) -> Path:
+    """The project in ``target``; ``benchmark`` values go to conf/local, which overrides conf/base."""
+    for name in ["conf", "pyproject.toml", ".telemetry", "README.md"]:
+        source = PROJECT_ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target / name)
+    shutil.copytree(PROJECT_ROOT / "src", target / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.rmtree(target / "conf" / "local", ignore_errors=True)
+    (target / "conf" / "local").mkdir()
+    if benchmark:
+        base = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_benchmark.yml").read_text())["benchmark"]
+        local = {"benchmark": base | benchmark}
+        (target / "conf/local/parameters_benchmark.yml").write_text(yaml.safe_dump(local))
+    return target
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    kedro_cli = Path(sys.executable).with_name("kedro")
+    return subprocess.run([str(kedro_cli), *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def two_eager_ort_runs(tiny_bert_dir, tmp_path_factory) -> Path:
+    """A project that ran the benchmark twice (eager and ONNX Runtime CPU only, so it is quick):
+    its results table, ONNX files and two MLflow runs to compare."""
+    project = copy_project(tmp_path_factory.mktemp("project"), {
+        "model": {"source": "local", "name": str(tiny_bert_dir)},
+        "grid": {"batch_sizes": [1, 2], "sequence_lengths": [16]},
+        "precisions": ["fp32"],
+        "timing": FAST_TIMING,
+        "threads": 1,
+        "backends": {"eager": {}, "onnxruntime": {"variants": [{"name": "cpu", "options": {"provider": "cpu"}}]}},
+    })
+    for params in ("benchmark.resume=true", "benchmark.resume=false"):  # the second run measures again
+        result = kedro(project, "run", "--pipeline=benchmark", "--params", params)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project

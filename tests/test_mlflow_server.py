@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pipeline_e2e import FAST_TIMING, copy_project, kedro
+from conftest import FAST_TIMING, copy_project, kedro
 from ui_helpers import LOOPBACK, background_server, free_port, get_json, http_get, post_json
 
 EXPERIMENT = "bench_pipeline"

@@ -1,44 +1,14 @@
 """`kedro run --pipeline=benchmark` for real, in a temporary copy of the project, then the
 results file and the MLflow store (read back with MlflowClient) are checked."""
 
-import json
-import os
-import shutil
-import subprocess
 import time
-import sys
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import PROJECT_ROOT
-
-FAST_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 0}
-
-
-def copy_project(target: Path, benchmark: dict | None = None) -> Path:
-    """The project in ``target``; ``benchmark`` values go to conf/local, which overrides conf/base."""
-    for name in ["conf", "pyproject.toml", ".telemetry", "README.md"]:
-        source = PROJECT_ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, target / name)
-    shutil.copytree(PROJECT_ROOT / "src", target / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.rmtree(target / "conf" / "local", ignore_errors=True)
-    (target / "conf" / "local").mkdir()
-    if benchmark:
-        base = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_benchmark.yml").read_text())["benchmark"]
-        local = {"benchmark": base | benchmark}
-        (target / "conf/local/parameters_benchmark.yml").write_text(yaml.safe_dump(local))
-    return target
-
-
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
-    kedro_cli = Path(sys.executable).with_name("kedro")
-    return subprocess.run([str(kedro_cli), *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+from conftest import FAST_TIMING, copy_project, kedro
 
 
 @pytest.fixture(scope="module")

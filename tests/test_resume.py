@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from test_pipeline_e2e import copy_project
+from conftest import copy_project
 
 SLOW_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 1.0}
 CELLS = 9  # 3 batch sizes x 3 sequence lengths, fp32, eager only

@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from bench_pipeline.backends import BACKENDS
 from bench_pipeline.pipeline_registry import register_pipelines
 from conftest import PROJECT_ROOT
-from test_pipeline_e2e import copy_project, kedro
+from conftest import copy_project, kedro
 from ui_helpers import LOOPBACK, background_server, free_port
 
 SCREENSHOT = PROJECT_ROOT / "tests" / "artifacts" / "kedro_viz_flowchart.png"
