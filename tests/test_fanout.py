@@ -186,3 +186,17 @@ def test_a_cluster_whose_gpu_workers_share_an_id_is_refused_and_overlaps(setup, 
 def test_bad_scale_settings_fail_early_with_the_value(scale, message):
     with pytest.raises(ValueError, match=message):
         BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, scale=scale)
+
+
+def test_the_report_lists_which_gpu_measured_which_cell(fanned, setup):
+    from bench_pipeline.reporting.sections import report_sections
+    from bench_pipeline.results import to_frame
+
+    result, _, _ = fanned
+    ctx, _ = setup
+    sections = {s.title: s for s in report_sections(to_frame(result.rows), {}, ctx.model_info)}
+    table = sections["Which GPU measured which cell"].table.set_index("backend precision")
+    row = next(r for r in result.rows if r["variant"] == "a" and r["batch"] == 1)
+    host, gpu = extra(row)["host"], extra(row)["gpu_id"]
+    assert table.loc["sim:a fp32", "1×16"] == f"{host} GPU {gpu} (no NVML UUID: simulated)"
+    assert table.loc["sim:cpu fp32", "1×16"] == f"{host} CPU worker"
