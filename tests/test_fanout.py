@@ -9,8 +9,13 @@ worker the first time it opens: the scheduler must give its shard to a worker ag
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -23,6 +28,7 @@ from bench_pipeline.journal import Journal
 from bench_pipeline.models import resolve_model
 from bench_pipeline.reference import compute_reference
 from bench_pipeline.sweep import plan_units, run_units
+from ui_helpers import free_port, stop_process_group
 
 pytest.importorskip("distributed")
 
@@ -200,3 +206,85 @@ def test_the_report_lists_which_gpu_measured_which_cell(fanned, setup):
     host, gpu = extra(row)["host"], extra(row)["gpu_id"]
     assert table.loc["sim:a fp32", "1×16"] == f"{host} GPU {gpu} (no NVML UUID: simulated)"
     assert table.loc["sim:cpu fp32", "1×16"] == f"{host} CPU worker"
+
+
+def test_cells_the_shards_journaled_are_reused_by_the_next_plan(fanned, setup):
+    """Shards append to the project's journal (under a lock): a rerun takes their cells from it."""
+    result, _, tmp = fanned
+    config = config_for(tmp, gpus=2, cpu_workers=1)
+    units = plan(setup, config, tmp / "journal")
+    reused = {(u.variant, c.batch): row["row"] for u in units for c, row in u.reused.items()}
+    ok = {(r["variant"], r["batch"]) for r in result.rows if r["status"] == "ok" and not r["contamination"]}
+    assert ok and set(reused) == ok
+    assert all(extra(row)["sweep_id"] and "gpu_id" in extra(row) for row in reused.values())
+
+
+@contextmanager
+def started(command: list[str], log: Path, env: dict[str, str]):
+    """A CLI process in its own process group, stopped (with what it spawned) on exit."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield process
+    finally:
+        stop_process_group(process)
+
+
+def test_several_hosts_mode_uses_a_running_scheduler_and_an_http_mlflow_server(setup, sim_backend, tmp_path):
+    """The multi-host path on one machine: `dask scheduler` and `dask worker --nthreads 1 --resources
+    GPU=1` started from their CLIs (one SIMULATED GPU, id 3), an MLflow server reached over HTTP."""
+    from distributed import Client
+    from mlflow import MlflowClient
+
+    from bench_pipeline.fanout.tracking import tracking_server
+
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = os.environ | {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
+    config = config_for(tmp_path, scheduler=address)
+    units = [u for u in plan(setup, config, tmp_path / "journal") if u.variant in ("default", "a")]
+    with started([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                  "--no-dashboard"], tmp_path / "scheduler.log", env), \
+            started([dask_cli, "worker", address, "--nthreads", "1", "--resources", "GPU=1", "--no-dashboard"],
+                    tmp_path / "worker.log", env | {"CUDA_VISIBLE_DEVICES": "3"}), \
+            tracking_server(f"sqlite:///{tmp_path / 'mlflow.db'}", False, tmp_path / "mlflow.log") as url:
+        with Client(address, timeout=120) as client:
+            client.wait_for_workers(1, timeout=120)
+        with pytest.raises(ValueError, match="workers on other hosts cannot reach a server on 127.0.0.1"):
+            fan_out(units, config, f"sqlite:///{tmp_path / 'other.db'}")
+        result = fan_out(units, config, url)
+        client = MlflowClient(tracking_uri=url)
+        runs = client.search_runs([client.get_experiment_by_name("bench_pipeline").experiment_id])
+    assert {extra(r)["gpu_id"] for r in result.rows} == {"3"}
+    assert all(r["status"] in MEASURED for r in result.rows)
+    assert sorted(r.data.tags["variant"] for r in runs if "mlflow.parentRunId" in r.data.tags) == ["a", "default"]
+
+
+def test_the_kedro_run_fans_out_with_one_simulated_gpu_and_keeps_its_outputs(tiny_bert_dir, tmp_path):
+    """`kedro run --pipeline=benchmark --params benchmark.scale.gpus=1` (the README command): the
+    same results table and report, kedro-mlflow's run the parent of the units' child runs."""
+    from mlflow import MlflowClient
+
+    from conftest import copy_project, kedro
+
+    project = copy_project(tmp_path, {
+        "model": {"source": "local", "name": str(tiny_bert_dir)},
+        "grid": {"batch_sizes": [1], "sequence_lengths": [16]}, "precisions": ["fp32"], "timing": FAST,
+        "threads": 1, "rounds": {"count": 2, "max_spread": 5.0, "retries": 0}, "noise": {"max_other_cpu": 1.0},
+        "backends": {"eager": {"variants": [{"name": "default"}, {"name": "sdpa",
+                                                                  "options": {"attn_implementation": "sdpa"}}]}},
+    })
+    done = kedro(project, "run", "--pipeline=benchmark", "--params", "benchmark.scale.gpus=1,benchmark.scale.cpu_workers=0")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = pd.read_csv(project / "data/08_reporting/results.csv")
+    assert sorted(results["variant"]) == ["default", "sdpa"]
+    assert {json.loads(e)["gpu_id"] for e in results["extra"]} == {"0"}
+    assert len(list((project / "data/07_model_output/fanout").glob("shards-*.json"))) == 1
+    assert "Which GPU measured which cell" in (project / "data/08_reporting/report.md").read_text()
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bench_pipeline").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and "p50_ms/eager.default/fp32/b1_s16" in parents[0].data.metrics  # kedro-mlflow's run
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.data.tags["variant"] for r in children) == ["default", "sdpa"]

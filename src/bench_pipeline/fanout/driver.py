@@ -3,7 +3,7 @@
 Shards: the units that need measuring, ``units_per_shard`` at a time, each with its own fresh
 copy of the FP32 eager baseline, so each GPU measures the baseline in the same interleaved
 rounds as the candidates beside it and every speedup pairs two numbers from one GPU. CPU-only
-units (ONNX Runtime's CPU provider) go to any worker without asking for a GPU; they carry the
+units (ONNX Runtime's CPU provider) prefer the workers without a GPU and ask for none; they carry the
 baseline only when the baseline runs on the CPU too (else it would use a GPU it does not own);
 on a GPU sweep their rows have no speedup (a CPU-over-GPU ratio measured on different machines
 is not a pairing this sweep can vouch for).
@@ -64,6 +64,8 @@ def cpu_only(unit: Unit) -> bool:
 
 
 def make_shards(units: list[Unit], per_shard: int, sweep_id: str) -> list[Shard]:
+    """The Dask tasks of a sweep: CPU-only shards first, then GPU shards, ``per_shard`` candidates
+    each, with a fresh baseline copy where it may run; the baseline alone when it is all there is."""
     baseline = next((u for u in units if is_baseline(u) and u.failure is None), None)
     work = [u for u in units if u.todo and u.failure is None and not is_baseline(u)]
     groups = [(False, [u for u in work if cpu_only(u)]), (True, [u for u in work if not cpu_only(u)])]
@@ -74,7 +76,7 @@ def make_shards(units: list[Unit], per_shard: int, sweep_id: str) -> list[Shard]
             pair = baseline is not None and (gpu or baseline.base["device"] == "cpu")
             fresh = [dataclasses.replace(baseline, reused={}, rounds={}, worker=None)] if pair else []
             shards.append(Shard(f"shard-{sweep_id}-{len(shards)}", chunk + fresh, gpu))
-    if baseline is not None and baseline.todo and not any(s.gpu for s in shards):
+    if baseline is not None and baseline.todo and not any(baseline.label == u.label for s in shards for u in s.units):
         shards.append(Shard(f"shard-{sweep_id}-{len(shards)}", [baseline], True))
     return shards
 

@@ -10,6 +10,7 @@ scheduler retries it (``retries=1``); a worker that dies is rescheduled by the s
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -18,11 +19,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_pipeline
 from bench_pipeline.fanout.tracking import log_child_runs
 
 
 class ShardFailed(RuntimeError):
     """The shard's process could not measure (it exited with an error): retried once, then its cells are errors."""
+
+
+def _same_code_env() -> dict[str, str]:
+    """This environment, with the shard importing the very ``bench_pipeline`` this worker runs
+    (a project's ``src`` added by Kedro, not whatever an editable install points at)."""
+    here = str(Path(bench_pipeline.__file__).resolve().parents[1])
+    return os.environ | {"PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
 
 
 def run_shard(payload: bytes, project_dir: str, tracking: dict[str, Any] | None) -> dict[str, Any]:
@@ -37,7 +46,7 @@ def run_shard(payload: bytes, project_dir: str, tracking: dict[str, Any] | None)
         source.write_bytes(payload)
         with errors.open("w") as stderr:
             done = subprocess.run([sys.executable, "-m", "bench_pipeline.fanout.shard", str(source), str(target)],
-                                  cwd=project_dir, stderr=stderr, check=False)
+                                  cwd=project_dir, stderr=stderr, check=False, env=_same_code_env())
         if done.returncode != 0:
             tail = errors.read_text(errors="replace")[-2000:]
             raise ShardFailed(f"the shard process exited with {done.returncode}: {tail}")
