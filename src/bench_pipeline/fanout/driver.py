@@ -130,23 +130,37 @@ def _index(rows: list[dict[str, Any]], raw: dict[str, Rounds]) -> tuple[dict, di
 
 def run_shards(client: Any, shards: list[Shard], config: BenchmarkConfig, sweep_id: str,
                tracking: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Submit every shard (GPU shards ask for one GPU; retried once on failure), collect them as
-    they finish, and log progress per worker."""
+    """Submit the shards (GPU shards ask for one GPU; retried once on failure), collect them as
+    they finish, and log progress per worker.
+
+    Only as many shards are in flight as there are workers for them: Dask hands a task with
+    resources to a worker at once, queued behind the one running there, and when that worker dies
+    every task it holds counts a death. Kept in flight one per worker, a dead worker costs only
+    the shard it was running (``allowed-failures``), never its queue.
+    """
     from distributed import as_completed
 
     project = str(Path.cwd().resolve())
-    cpu_workers = [a for a, d in worker_devices(client).items() if not d["gpu"]]
-    futures = {}
-    for shard in shards:
-        stamp = {"shard": shard.key, "sweep_id": sweep_id}
-        payload = pickle.dumps({"units": shard.units, "config": config, "stamp": stamp})
+    devices = worker_devices(client)
+    cpu_workers = [a for a, d in devices.items() if not d["gpu"]]
+    slots = {True: sum(d["gpu"] for d in devices.values()), False: max(len(cpu_workers), 1)}
+    waiting = {gpu: [s for s in shards if s.gpu == gpu] for gpu in (True, False)}
+
+    def submit(gpu: bool):
+        shard = waiting[gpu].pop(0)
+        payload = pickle.dumps({"units": shard.units, "config": config,
+                                "stamp": {"shard": shard.key, "sweep_id": sweep_id}})
         # a CPU shard prefers the workers without a GPU, and takes a GPU worker's turn when there are none
-        placement = {"resources": {GPU: 1}} if shard.gpu else {"workers": cpu_workers or None, "allow_other_workers": True}
+        placement = {"resources": {GPU: 1}} if gpu else {"workers": cpu_workers or None, "allow_other_workers": True}
         future = client.submit(run_shard, payload, project, tracking, key=shard.key, pure=False, retries=1, **placement)
         futures[future] = shard
+        return future
+
+    futures: dict[Any, Shard] = {}
+    pending = as_completed([submit(gpu) for gpu in (True, False) for _ in range(min(slots[gpu], len(waiting[gpu])))])
     records, progress = [], Counter()
-    for future in as_completed(futures):
-        shard = futures[future]
+    for future in pending:
+        shard = futures.pop(future)
         try:
             record = future.result() | {"status": "ok"}
             future.release()  # off the worker now: a worker that dies later must not make it run again
@@ -155,6 +169,8 @@ def run_shards(client: Any, shards: list[Shard], config: BenchmarkConfig, sweep_
             record = _failed(shard, error, tracking)
             progress[("(lost)", "failed")] += 1
         records.append(record | {"key": shard.key})
+        if waiting[shard.gpu]:
+            pending.add(submit(shard.gpu))
         _log_progress(client, progress, len(records), len(shards))
     return records
 
