@@ -31,11 +31,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench_pipeline.environment import capture_environment
-from bench_pipeline.ort_artifacts import ort_artifact_key
+from bench_pipeline.system.environment import capture_environment
+from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
 from bench_pipeline.reporting.markdown import markdown_table
 from bench_pipeline.reporting.study import load_results
-from bench_pipeline.results import KEY_COLUMNS, cell_name
+from bench_pipeline.harness.results import KEY_COLUMNS, cell_name
 
 ALONE = Path(__file__).with_name("fidelity_alone.py")
 TOLERANCE = 0.05

@@ -16,16 +16,16 @@ from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters
 
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.dynamo import DynamoBackend
-from bench_pipeline.dynamo_compile import (
+from bench_pipeline.backends.dynamo.runtime import DynamoBackend
+from bench_pipeline.backends.dynamo.compile import (
     CompileSpec,
     compile_variant,
     registered_backends,
     validate_variant_options,
     warm_up_compiler,
 )
-from bench_pipeline.models import load_model, make_inputs
-from bench_pipeline.pipelines.dynamo.nodes import record
+from bench_pipeline.model.source import load_model, make_inputs
+from bench_pipeline.backends.dynamo.stage import record
 from conftest import PROJECT_ROOT
 
 CPU = torch.device("cpu")
@@ -213,7 +213,7 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
 
     from bench_pipeline.config import BenchmarkConfig
     from bench_pipeline.pipelines import benchmark, dynamo, model
-    from bench_pipeline.pipelines.dynamo.nodes import DynamoStageConfig
+    from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
 
     config = BenchmarkConfig(
         model={"source": "local", "name": str(tiny_bert_dir)},
@@ -260,7 +260,7 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
 def test_a_static_shape_dynamo_gives_up_on_is_fail_compile_not_a_silent_eager_run(tiny_bert_dir, tmp_path, monkeypatch):
     # A recompile limit already used up by other variants (what torch < 2.13, without
     # isolate_recompiles, does across variants): dynamo would run the new shapes eagerly.
-    import bench_pipeline.dynamo_compile as dynamo_compile
+    import bench_pipeline.backends.dynamo.compile as dynamo_compile
 
     monkeypatch.setattr(dynamo_compile, "_COMPILE_KEYWORDS", {})
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", -7)  # +8 from this compile: 1 entry

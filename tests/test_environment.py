@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench_pipeline.environment import (
+from bench_pipeline.system.environment import (
     CLOCK_EVENT_REASONS,
     GPU_KEYS,
     GPU_STATE_KEYS,

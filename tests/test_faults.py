@@ -11,12 +11,12 @@ import torch
 
 from bench_pipeline.backends import BACKENDS
 from bench_pipeline.backends.base import Backend, BackendContext, Cell
-from bench_pipeline.backends.eager import EagerBackend
+from bench_pipeline.backends.eager.runtime import EagerBackend
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
-from bench_pipeline.models import resolve_model
-from bench_pipeline.reference import compute_reference
-from bench_pipeline.devices import configure_torch
-from bench_pipeline.sweep import run_backend
+from bench_pipeline.model.source import resolve_model
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.system.device import configure_torch
+from bench_pipeline.harness.sweep import run_backend
 
 CELLS = [Cell(1, 16), Cell(1, 32), Cell(2, 16)]
 FAST = {"warmup_iters": 1, "warmup_s": 0, "min_iters": 3, "min_time_s": 0, "max_time_s": 5}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench_pipeline.config import ModelSpec
-from bench_pipeline.models import load_model, make_inputs, precision_unsupported, resolve_model
+from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported, resolve_model
 
 
 def test_embedded_default_resolves_offline(tmp_path):

@@ -16,8 +16,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.models import default_model_dir, load_model, make_inputs, weights_digest
-from bench_pipeline.onnx_export import (
+from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
+from bench_pipeline.backends.onnx.export import (
     OnnxExportError,
     artifact_sha256,
     cached_artifact,
@@ -28,8 +28,8 @@ from bench_pipeline.onnx_export import (
     optimizer_model_type,
 )
 from bench_pipeline.pipelines.export import create_pipeline
-from bench_pipeline.ort_artifacts import ort_artifact_key
-from bench_pipeline.pipelines.export.nodes import ExportConfig, export_onnx_node, fused_graphs_wanted
+from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
+from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, fused_graphs_wanted
 
 from conftest import DEBERTA_V2, save_tiny_bert, save_tiny_encoder
 

@@ -1,7 +1,7 @@
 import numpy as np
 
 from bench_pipeline.config import Tolerance
-from bench_pipeline.parity import compare, violation
+from bench_pipeline.harness.parity import compare, violation
 
 TOL = Tolerance(min_cosine=0.999, max_mean_abs=0.01)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench_pipeline.stats import (
+from bench_pipeline.harness.stats import (
     agreeing_rounds,
     latency_interval,
     paired_speedup,

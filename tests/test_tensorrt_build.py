@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.tensorrt import TensorRTBackend
+from bench_pipeline.backends.tensorrt.runtime import TensorRTBackend
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.onnx_export import export_onnx, file_sha256
-from bench_pipeline.tensorrt_build import (
+from bench_pipeline.backends.onnx.export import export_onnx, file_sha256
+from bench_pipeline.backends.tensorrt.build import (
     RTX,
     EngineError,
     TensorRTBuildSpec,
@@ -355,7 +355,7 @@ def test_stage_builds_for_the_configured_gpu_fake_gpu(tiny_onnx, tmp_path, monke
         asked.append(device)
         return ((8, 6), "NVIDIA RTX A6000") if device == torch.device("cuda", 1) else HOPPER
 
-    monkeypatch.setattr("bench_pipeline.pipelines.tensorrt.nodes.local_gpu", described_gpu)
+    monkeypatch.setattr("bench_pipeline.backends.tensorrt.stage.local_gpu", described_gpu)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # config validation is told of two GPUs
     config = BenchmarkConfig(device="cuda:1", grid=GRID, precisions=["fp32"], backends={"tensorrt": {}})
     export_artifacts = {"fp32": {"status": "ok", "path": str(tiny_onnx), "export_s": EXPORT_S}}
@@ -430,7 +430,7 @@ def test_backend_on_hopper_with_only_tensorrt_rtx_is_skipped_fake_gpu(
 ):
     """No CUDA call happens before the compute-capability check, so a described H100 is enough."""
     artifacts = {"fp32": stage_entry(tiny_onnx, tmp_path, rtx)}
-    monkeypatch.setattr("bench_pipeline.backends.tensorrt.local_gpu", lambda device: HOPPER)
+    monkeypatch.setattr("bench_pipeline.backends.tensorrt.runtime.local_gpu", lambda device: HOPPER)
     with pytest.raises(CellFailure) as failure:
         TensorRTBackend().open(backend_context("cuda", artifacts, tiny_bert_dir), "default", "fp32", {})
     assert failure.value.status == "skipped"

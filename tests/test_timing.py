@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench_pipeline.timing import StopRule, measure, summarize
+from bench_pipeline.harness.timing import StopRule, measure, summarize
 
 
 class FakeClock:

@@ -43,7 +43,7 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
-        from bench_pipeline.models import PRESETS
+        from bench_pipeline.model.source import PRESETS
 
         if self.source != "default" and not self.name:
             raise ValueError(f"model.name is required when model.source is {self.source!r}")
@@ -215,7 +215,7 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.models import check_sequence_lengths, max_positions
+        from bench_pipeline.model.source import check_sequence_lengths, max_positions
 
         check_sequence_lengths(self.grid.sequence_lengths, max_positions(self.model))
         return self

@@ -63,7 +63,7 @@ class MlflowRunDetailsHooks:
             info = outputs["model_info"]
             mlflow.set_tags({"model": info["name"], "model.parameters": str(info["num_parameters"])})
         if "environment" in outputs:
-            from bench_pipeline.environment import mlflow_tags
+            from bench_pipeline.system.environment import mlflow_tags
 
             mlflow.set_tags(mlflow_tags(outputs["environment"]))
 

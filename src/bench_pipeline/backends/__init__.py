@@ -9,10 +9,10 @@ from bench_pipeline.backends.base import Backend
 # name -> "module:class"; imported only when used, so a missing optional library
 # (onnxruntime, tensorrt) never breaks the project at import time.
 BACKENDS = {
-    "eager": "bench_pipeline.backends.eager:EagerBackend",
-    "dynamo": "bench_pipeline.backends.dynamo:DynamoBackend",
-    "onnxruntime": "bench_pipeline.backends.onnxruntime:OnnxRuntimeBackend",
-    "tensorrt": "bench_pipeline.backends.tensorrt:TensorRTBackend",
+    "eager": "bench_pipeline.backends.eager.runtime:EagerBackend",
+    "dynamo": "bench_pipeline.backends.dynamo.runtime:DynamoBackend",
+    "onnxruntime": "bench_pipeline.backends.onnxruntime.runtime:OnnxRuntimeBackend",
+    "tensorrt": "bench_pipeline.backends.tensorrt.runtime:TensorRTBackend",
 }
 
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from bench_pipeline.reporting.figures import FIGURE_TITLES
 from bench_pipeline.reporting.sections import Section, report_sections, title
-from bench_pipeline.results import STATUSES
+from bench_pipeline.harness.results import STATUSES
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;

@@ -16,7 +16,7 @@ import pandas as pd
 from bench_pipeline.reporting.figures import device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
 from bench_pipeline.reporting.roofline import roofline_basis
-from bench_pipeline.results import KEY_COLUMNS, TRUSTED
+from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench_pipeline.reporting.formatting import cell_label, config_label
 from bench_pipeline.reporting.roofline import add_roofline
-from bench_pipeline.results import KEY_COLUMNS, TRUSTED
+from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 
 # The reference every speedup is measured against: what a user gets without trying.
 BASELINE = {"backend": "eager", "variant": "default", "precision": "fp32"}
@@ -38,7 +38,7 @@ def check_frame(df: pd.DataFrame, needed: list[str] | tuple[str, ...] = ()) -> N
         raise TypeError(f"results must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in [*_REQUIRED, *needed] if c not in df.columns]
     if missing:
-        raise ValueError(f"results frame lacks columns {missing}; see bench_pipeline.results.COLUMNS")
+        raise ValueError(f"results frame lacks columns {missing}; see bench_pipeline.harness.results.COLUMNS")
     if "model" in df.columns:
         models = sorted({str(m) for m in df["model"].dropna()})
         if len(models) > 1:

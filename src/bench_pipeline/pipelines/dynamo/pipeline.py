@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from bench_pipeline.pipelines.dynamo.nodes import compile_node
+from bench_pipeline.backends.dynamo.stage import compile_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from bench_pipeline.pipelines.export.nodes import export_onnx_node, optimize_onnx_node
+from bench_pipeline.backends.onnx.stage import export_onnx_node, optimize_onnx_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from bench_pipeline.pipelines.tensorrt.nodes import build_engines_node
+from bench_pipeline.backends.tensorrt.stage import build_engines_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -16,13 +16,13 @@ import torch
 
 from bench_pipeline.backends import instantiate
 from bench_pipeline.backends.base import Cell, CellFailure, CellRunner, Session, is_out_of_memory
-from bench_pipeline.dispatch import dispatch_share
-from bench_pipeline.environment import gpu_state_snapshot, state_warnings
-from bench_pipeline.machine_load import LoadWatch, contamination
-from bench_pipeline.models import make_inputs
-from bench_pipeline.parity import compare
-from bench_pipeline.results import cell_name
-from bench_pipeline.timing import StopRule, measure
+from bench_pipeline.harness.dispatch import dispatch_share
+from bench_pipeline.system.environment import gpu_state_snapshot, state_warnings
+from bench_pipeline.harness.machine_load import LoadWatch, contamination
+from bench_pipeline.model.source import make_inputs
+from bench_pipeline.harness.parity import compare
+from bench_pipeline.harness.results import cell_name
+from bench_pipeline.harness.timing import StopRule, measure
 
 Reference = dict[str, Any]  # "bB_sS/<output>" -> FP32 eager output
 

@@ -139,7 +139,7 @@ def _export_and_store(
 def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_implementation: str) -> str:
     """The cache key of an export: what the model is (the fingerprint ``model_info`` carries as
     ``weights_sha256``) and how it is exported, not where it lives."""
-    from bench_pipeline.models import weights_digest
+    from bench_pipeline.model.source import weights_digest
 
     return _digest(
         {
@@ -157,7 +157,7 @@ def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_impleme
 def _load_model(model_dir: Path, attn_implementation: str) -> torch.nn.Module:
     # the project's loader, so weights a checkpoint lacks (an untrained pooler) are seeded exactly
     # as in the reference the backends are compared with
-    from bench_pipeline.models import load_model
+    from bench_pipeline.model.source import load_model
 
     try:
         return load_model(model_dir, "fp32", torch.device("cpu"), attn_implementation=attn_implementation)

@@ -39,7 +39,7 @@ from bench_pipeline.backends.base import (
     Session,
     is_out_of_memory,
 )
-from bench_pipeline.ort_artifacts import (
+from bench_pipeline.backends.onnxruntime.artifacts import (
     EXECUTION_PROVIDERS,
     default_provider,
     ort_artifact_key,

@@ -27,11 +27,11 @@ import numpy as np
 from bench_pipeline.backends import BACKENDS, instantiate
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
-from bench_pipeline.isolation import LocalUnit, WorkerUnit
-from bench_pipeline.journal import Journal, cell_key, reusable
-from bench_pipeline.parity import violation
-from bench_pipeline.results import cell_name, make_row
-from bench_pipeline.stats import (
+from bench_pipeline.harness.isolation import LocalUnit, WorkerUnit
+from bench_pipeline.harness.journal import Journal, cell_key, reusable
+from bench_pipeline.harness.parity import violation
+from bench_pipeline.harness.results import cell_name, make_row
+from bench_pipeline.harness.stats import (
     agreeing_rounds,
     latency_interval,
     paired_speedup,
@@ -39,8 +39,8 @@ from bench_pipeline.stats import (
     round_spread,
     unpaired_speedup,
 )
-from bench_pipeline.timing import noise_limit, summarize
-from bench_pipeline.unit import Reference, classify, reference_for
+from bench_pipeline.harness.timing import noise_limit, summarize
+from bench_pipeline.harness.unit import Reference, classify, reference_for
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
-from bench_pipeline.tensorrt_build import (
+from bench_pipeline.backends.tensorrt.build import (
     FLAVOUR_LABELS,
     RTX,
     EngineError,

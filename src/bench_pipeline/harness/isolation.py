@@ -20,8 +20,8 @@ import signal
 from typing import Any
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.devices import configure_torch
-from bench_pipeline.unit import UnitSession
+from bench_pipeline.system.device import configure_torch
+from bench_pipeline.harness.unit import UnitSession
 
 _SPAWN = multiprocessing.get_context("spawn")
 

@@ -1,4 +1,4 @@
-"""Thin wiring over ``bench_pipeline.tensorrt_build``: one record per precision, never a crash.
+"""Thin wiring over ``bench_pipeline.backends.tensorrt.build``: one record per precision, never a crash.
 
 Every engine is built from the export stage's FP32 ONNX: FP32 as is, FP16 from a plain FP16
 copy made here (the export stage's FP16 file is ONNX Runtime's fused graph, which TensorRT's
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.results import status_record
-from bench_pipeline.devices import resolve_device
-from bench_pipeline.tensorrt_build import (
+from bench_pipeline.harness.results import status_record
+from bench_pipeline.system.device import resolve_device
+from bench_pipeline.backends.tensorrt.build import (
     EngineError,
     Flavour,
     TensorRTBuildSpec,

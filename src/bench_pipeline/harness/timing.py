@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench_pipeline.stats import robust_cov
+from bench_pipeline.harness.stats import robust_cov
 
 # How much the calls of one round may scatter (robust CoV, ``stats.robust_cov``) before the cell
 # is flagged noisy. A GPU replays the same kernels: 2.5 %. A shared CPU core is preempted by the

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationInfo, field_validator
 
-from bench_pipeline.onnx_export import artifact_sha256, cached_artifact, file_sha256, library_versions
+from bench_pipeline.backends.onnx.export import artifact_sha256, cached_artifact, file_sha256, library_versions
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
-from bench_pipeline.models import load_model, precision_unsupported
+from bench_pipeline.model.source import load_model, precision_unsupported
 
 
 class TorchRunner(CellRunner):

@@ -1,4 +1,4 @@
-"""Thin wiring over ``bench_pipeline.dynamo_compile``: one record per variant x precision, never a crash.
+"""Thin wiring over ``bench_pipeline.backends.dynamo.compile``: one record per variant x precision, never a crash.
 
 A variant that cannot compile here (library missing, CUDA graphs on CPU, no C++ compiler,
 FP16 on CPU) becomes ``{"status", "reason"}``; a shape that fails to compile becomes that
@@ -16,9 +16,9 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.backends.dynamo import artifact_key
+from bench_pipeline.backends.dynamo.runtime import artifact_key
 from bench_pipeline.config import BenchmarkConfig, VariantSpec
-from bench_pipeline.dynamo_compile import (
+from bench_pipeline.backends.dynamo.compile import (
     CompiledVariant,
     CompileSpec,
     cache_dir_for,
@@ -26,11 +26,11 @@ from bench_pipeline.dynamo_compile import (
     unavailable,
     warm_up_compiler,
 )
-from bench_pipeline.journal import JOURNAL_DIR, Journal, cell_key, key_context
-from bench_pipeline.models import load_model, make_inputs, precision_unsupported
+from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_context
+from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported
 from bench_pipeline.pipelines.model.nodes import grid_cells
-from bench_pipeline.results import cell_name
-from bench_pipeline.devices import configure_torch, resolve_device
+from bench_pipeline.harness.results import cell_name
+from bench_pipeline.system.device import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)
 

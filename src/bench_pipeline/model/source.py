@@ -26,7 +26,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 PRESETS = {
     path.name.removesuffix(".json"): path
-    for path in (Path(__file__).parent / "resources" / "presets").glob("*.json")
+    for path in (Path(__file__).parents[1] / "resources" / "presets").glob("*.json")
 }
 
 # Files a Hugging Face model directory needs for a model and its tokenizer; weights from
@@ -34,7 +34,7 @@ PRESETS = {
 _HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
 # The uncased WordPiece tokenizer of bert-base-uncased (as shipped with all-MiniLM-L6-v2), kept in
 # the package so presets need neither the hub nor the embedded model package.
-PRESET_TOKENIZER = Path(__file__).parent / "resources" / "tokenizer"
+PRESET_TOKENIZER = Path(__file__).parents[1] / "resources" / "tokenizer"
 # Models whose position ids start after the padding index, so two positions are not usable.
 _OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
 
@@ -67,7 +67,7 @@ def check_sequence_lengths(lengths: list[int], limit: int | None) -> None:
 
 def weights_digest(path: Path) -> str:
     """One hash over the config and weight files: a model changed in place is a different model."""
-    from bench_pipeline.onnx_export import file_sha256
+    from bench_pipeline.backends.onnx.export import file_sha256
 
     files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
     return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}" for p in files).encode()).hexdigest()

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.backends.eager import TorchRunner
-from bench_pipeline.models import load_model, make_inputs
-from bench_pipeline.results import cell_name
+from bench_pipeline.backends.eager.runtime import TorchRunner
+from bench_pipeline.model.source import load_model, make_inputs
+from bench_pipeline.harness.results import cell_name
 
 
 def compute_reference(model_info: dict, cells: list[Cell], device: torch.device, seed: int) -> dict[str, np.ndarray]:

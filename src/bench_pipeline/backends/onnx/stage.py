@@ -1,4 +1,4 @@
-"""Thin wiring over ``bench_pipeline.onnx_export``: one record per artifact, never a crash.
+"""Thin wiring over ``bench_pipeline.backends.onnx.export``: one record per artifact, never a crash.
 
 A model that cannot be exported becomes ``{"status": "fail_export", "reason": <exporter's
 message>}``; the onnxruntime and tensorrt backends turn that into rows with the same status,
@@ -15,10 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.onnx_export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
-from bench_pipeline.ort_artifacts import FUSED_KEYS, default_provider, ort_artifact_key, provider_unavailable
-from bench_pipeline.results import status_record
-from bench_pipeline.devices import resolve_device
+from bench_pipeline.backends.onnx.export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
+from bench_pipeline.backends.onnxruntime.artifacts import FUSED_KEYS, default_provider, ort_artifact_key, provider_unavailable
+from bench_pipeline.harness.results import status_record
+from bench_pipeline.system.device import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""TensorRT: engines built from the shared ONNX export, and their runtime."""
