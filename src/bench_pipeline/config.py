@@ -16,10 +16,10 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def known_backends() -> tuple[str, ...]:
-    """Names a user may put under ``backends:``; one module each in ``bench_pipeline.backends``."""
-    from bench_pipeline.backends import BACKENDS
+    """Names a user may put under ``backends:``: the registry's backends that have a runtime."""
+    from bench_pipeline.backends import runnable
 
-    return tuple(BACKENDS)
+    return tuple(runnable())
 
 
 class _Strict(BaseModel):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench_pipeline.backends import BACKENDS
+from bench_pipeline.backends import REGISTRY
+from bench_pipeline.backends.descriptor import BackendDescriptor
 from bench_pipeline.backends.base import Backend, BackendContext, Cell
 from bench_pipeline.backends.eager.runtime import EagerBackend
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
@@ -59,7 +60,7 @@ def setup(tiny_bert_dir, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def faulty_backend(monkeypatch):
-    monkeypatch.setitem(BACKENDS, "faulty", f"{__name__}:FaultyBackend")
+    monkeypatch.setitem(REGISTRY, "faulty", BackendDescriptor("faulty", runtime=f"{__name__}:FaultyBackend"))
 
 
 def sweep(setup, options, **settings):

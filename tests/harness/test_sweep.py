@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench_pipeline.backends import BACKENDS
+from bench_pipeline.backends import REGISTRY
+from bench_pipeline.backends.descriptor import BackendDescriptor
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure
 from bench_pipeline.backends.eager.runtime import EagerBackend
 from bench_pipeline.config import BenchmarkConfig
@@ -119,8 +120,8 @@ class WrongBackend(Backend):
 
 @pytest.fixture
 def test_backends(monkeypatch):
-    monkeypatch.setitem(BACKENDS, "flaky", f"{__name__}:FlakyBackend")
-    monkeypatch.setitem(BACKENDS, "wrong", f"{__name__}:WrongBackend")
+    monkeypatch.setitem(REGISTRY, "flaky", BackendDescriptor("flaky", runtime=f"{__name__}:FlakyBackend"))
+    monkeypatch.setitem(REGISTRY, "wrong", BackendDescriptor("wrong", runtime=f"{__name__}:WrongBackend"))
 
 
 def test_failures_become_rows_and_the_sweep_goes_on(setup, test_backends):

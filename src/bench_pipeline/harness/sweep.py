@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_pipeline.backends import BACKENDS, instantiate
+from bench_pipeline.backends import REGISTRY, instantiate
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
 from bench_pipeline.harness.isolation import LocalUnit, WorkerUnit
@@ -102,7 +102,7 @@ def plan_units(
                 "precision": precision, "device": str(ctx.device), "threads": ctx.threads,
             }
             payload = {
-                "target": BACKENDS[name], "variant": variant.name, "options": variant.options,
+                "target": REGISTRY[name].runtime, "variant": variant.name, "options": variant.options,
                 "precision": precision, "config": config, "ctx": ctx, "base": base,
                 "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v for c in ctx.cells for k, v in reference_for(reference, c).items()},
             }

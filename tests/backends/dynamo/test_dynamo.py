@@ -212,7 +212,7 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     from kedro.runner import SequentialRunner
 
     from bench_pipeline.config import BenchmarkConfig
-    from bench_pipeline.pipelines import benchmark, dynamo, model
+    from bench_pipeline.pipelines import benchmark, model
     from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
 
     config = BenchmarkConfig(
@@ -238,7 +238,7 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     stage = DynamoStageConfig(cache_dir=str(tmp_path / "cache"), warm_up_compiler=False)
     catalog["params:dynamo_compile"] = MemoryDataset(stage)
     catalog["results_dynamo"] = MemoryDataset()
-    pipeline = model.create_pipeline() + dynamo.create_pipeline() + benchmark.create_pipeline(["dynamo"])
+    pipeline = model.create_pipeline() + benchmark.create_pipeline(["dynamo"])
     assert {"dynamo.compile_node", "dynamo.plan_node", "measure_node"} <= {n.name for n in pipeline.nodes}
 
     SequentialRunner().run(pipeline, catalog)

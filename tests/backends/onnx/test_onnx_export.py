@@ -27,7 +27,7 @@ from bench_pipeline.backends.onnx.export import (
     optimize_onnx,
     optimizer_model_type,
 )
-from bench_pipeline.pipelines.export import create_pipeline
+from bench_pipeline.pipelines.benchmark import backend_pipeline
 from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
 from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, fused_graphs_wanted
 
@@ -341,7 +341,7 @@ def test_export_pipeline_writes_fp32_and_fused_graphs(tiny_bert_dir, tmp_path):
         "params:export": MemoryDataset(export),
         "export_artifacts": MemoryDataset(),
     })
-    SequentialRunner().run(create_pipeline(), catalog)
+    SequentialRunner().run(backend_pipeline("onnx") + backend_pipeline("onnxruntime", plan=False), catalog)
     artifacts = catalog.load("export_artifacts")
     assert set(artifacts) == {"fp32", "fp32_fused"}
     assert all(a["status"] == "ok" for a in artifacts.values())

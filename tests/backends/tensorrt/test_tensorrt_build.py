@@ -293,22 +293,23 @@ def benchmark_config(precisions, **tensorrt) -> BenchmarkConfig:
 
 
 def run_stage(tmp_path, export_artifacts, config, spec):
+    """The tensorrt namespace's build step through the catalog, from ``export_artifacts["fp32"]`` (the ONNX export)."""
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
     from kedro_datasets.json import JSONDataset
 
-    from bench_pipeline.pipelines.tensorrt import create_pipeline
+    from bench_pipeline.pipelines.benchmark import backend_pipeline
 
     artifacts_file = tmp_path / "tensorrt_artifacts.json"
     catalog = DataCatalog(
         {
-            "export_artifacts": MemoryDataset(export_artifacts),
+            "onnx_fp32": MemoryDataset(export_artifacts.get("fp32", {})),
             "params:benchmark": MemoryDataset(config),
             "params:tensorrt_build": MemoryDataset(spec),
             "tensorrt_artifacts": JSONDataset(filepath=str(artifacts_file)),
         }
     )
-    SequentialRunner().run(create_pipeline(), catalog)
+    SequentialRunner().run(backend_pipeline("tensorrt", plan=False), catalog)
     return JSONDataset(filepath=str(artifacts_file)).load()
 
 

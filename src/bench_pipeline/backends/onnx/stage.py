@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench_pipeline.backends import users_of
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.backends.onnx.export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
 from bench_pipeline.backends.onnxruntime.artifacts import FUSED_KEYS, default_provider, ort_artifact_key, provider_unavailable
@@ -21,10 +22,6 @@ from bench_pipeline.harness.results import status_record
 from bench_pipeline.system.device import resolve_device
 
 log = logging.getLogger(__name__)
-
-# Backends that read the ONNX export; when none is enabled the stage exports nothing.
-ONNX_BACKENDS = ("onnxruntime", "tensorrt")
-
 
 class ExportConfig(BaseModel):
     """``params:export``: how the ONNX files are made (validated by Kedro through the type hint)."""
@@ -43,9 +40,9 @@ class ExportConfig(BaseModel):
 
 def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, export: ExportConfig) -> dict[str, Any]:
     """The FP32 export, or its failure, or a skip when no enabled backend reads ONNX."""
-    users = [name for name in ONNX_BACKENDS if name in benchmark.enabled_backends()]
+    users = [name for name in users_of("onnx") if name in benchmark.enabled_backends()]
     if not users:
-        return status_record("skipped", f"no enabled backend uses ONNX ({', '.join(ONNX_BACKENDS)})")
+        return status_record("skipped", f"no enabled backend uses ONNX ({', '.join(users_of('onnx'))})")
     out_path = artifact_dir(model_info, export) / "model.onnx"
     try:
         info = export_onnx(

@@ -39,7 +39,7 @@ NO_BF16 = (
 
 
 def build_engines_node(
-    export_artifacts: dict[str, Any], benchmark: BenchmarkConfig, tensorrt_build: TensorRTBuildSpec
+    onnx_fp32: dict[str, Any], benchmark: BenchmarkConfig, tensorrt_build: TensorRTBuildSpec
 ) -> dict[str, Any]:
     """Engines for every precision a tensorrt variant asks for, keyed by precision.
 
@@ -53,7 +53,7 @@ def build_engines_node(
     flavour, missing = detect_flavour(tensorrt_build.flavour)
     device = resolve_device(benchmark.device)
     gpu = local_gpu(device if device.type == "cuda" else None)
-    source = export_artifacts.get("fp32") or status_record("fail_export", "the export stage wrote no FP32 ONNX")
+    source = onnx_fp32 or status_record("fail_export", "the export stage wrote no FP32 ONNX")
     artifacts = {}
     for precision in precisions:
         if source.get("status", "ok") != "ok":
