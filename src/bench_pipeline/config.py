@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from bench_pipeline.backends import load_backend, runnable
+
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def known_backends() -> tuple[str, ...]:
     """Names a user may put under ``backends:``: the registry's backends that have a runtime."""
-    from bench_pipeline.backends import runnable
-
     return tuple(runnable())
 
 
@@ -238,8 +238,6 @@ class BenchmarkConfig(_Strict):
 
 def _options_checker(backend: str):
     """The backend's own option check; none where its library is missing (its cells say so)."""
-    from bench_pipeline.backends import load_backend
-
     try:
         return load_backend(backend).check_options
     except ImportError:

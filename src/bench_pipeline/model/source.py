@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench_pipeline.system.files import file_sha256
+
 if TYPE_CHECKING:
     from bench_pipeline.config import ModelSpec
 
@@ -67,8 +69,6 @@ def check_sequence_lengths(lengths: list[int], limit: int | None) -> None:
 
 def weights_digest(path: Path) -> str:
     """One hash over the config and weight files: a model changed in place is a different model."""
-    from bench_pipeline.backends.onnx.export import file_sha256
-
     files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
     return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}" for p in files).encode()).hexdigest()
 

@@ -22,12 +22,12 @@ from bench_pipeline.backends.onnx.export import (
     artifact_sha256,
     cached_artifact,
     export_onnx,
-    file_sha256,
     manifest_path,
     optimize_onnx,
     optimizer_model_type,
 )
 from bench_pipeline.pipelines.benchmark import backend_pipeline
+from bench_pipeline.system.files import file_sha256
 from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
 from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, fused_graphs_wanted
 

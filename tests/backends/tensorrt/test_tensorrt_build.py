@@ -21,7 +21,8 @@ import torch
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.backends.tensorrt.runtime import TensorRTBackend
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.backends.onnx.export import export_onnx, file_sha256
+from bench_pipeline.backends.onnx.export import export_onnx
+from bench_pipeline.system.files import file_sha256
 from bench_pipeline.backends.tensorrt.build import (
     RTX,
     EngineError,

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench_pipeline.model.source import load_model, weights_digest
+from bench_pipeline.system.files import file_sha256
+
 logger = logging.getLogger(__name__)
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -139,8 +142,6 @@ def _export_and_store(
 def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_implementation: str) -> str:
     """The cache key of an export: what the model is (the fingerprint ``model_info`` carries as
     ``weights_sha256``) and how it is exported, not where it lives."""
-    from bench_pipeline.model.source import weights_digest
-
     return _digest(
         {
             "step": "export",
@@ -157,8 +158,6 @@ def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_impleme
 def _load_model(model_dir: Path, attn_implementation: str) -> torch.nn.Module:
     # the project's loader, so weights a checkpoint lacks (an untrained pooler) are seeded exactly
     # as in the reference the backends are compared with
-    from bench_pipeline.model.source import load_model
-
     try:
         return load_model(model_dir, "fp32", torch.device("cpu"), attn_implementation=attn_implementation)
     except Exception as error:  # any loader error means this model cannot be exported here
@@ -458,14 +457,6 @@ def library_versions() -> dict[str, str]:
     except PackageNotFoundError:
         pass
     return versions
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 23), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_path(out_path: str | Path) -> Path:

@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationInfo, field_validator
 
-from bench_pipeline.backends.onnx.export import artifact_sha256, cached_artifact, file_sha256, library_versions
+from bench_pipeline.backends.onnx.export import artifact_sha256, cached_artifact, library_versions
+from bench_pipeline.system.files import file_sha256
 
 log = logging.getLogger(__name__)
 
