@@ -1,10 +1,10 @@
 """Every planned cell measured in interleaved rounds, each unit in its own worker; one row per cell.
 
 A *unit* is one (backend, variant, precision): one session serving all its grid cells. The sweep
-starts every unit's worker (``isolation``), then measures in rounds: in round r, for each grid
-cell, each unit times that cell once, in an order rotated by round and cell, so slow drift of the
-host or the GPU clocks hits every unit alike. The FP32 eager baseline takes part in the same
-rounds, seconds from each candidate, so a speedup is a paired ratio (``stats.paired_speedup``).
+starts every unit's worker (``isolation``), then takes the grid cell by cell: each unit times the
+cell once per round, in an order rotated from round to round, so drift of the host or the GPU
+clocks hits every unit alike. The FP32 eager baseline takes part in the same rounds, seconds
+from each candidate, so a speedup is a paired ratio (``stats.paired_speedup``).
 
 A cell's latency is the median of its round medians, with a bootstrap interval. A cell whose
 rounds disagree by more than ``rounds.max_spread``, or whose rounds were contaminated by other
@@ -246,8 +246,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     counted_ids = agreeing_rounds(clean or all_rounds, config.rounds.count)
     counted = [all_rounds[r] for r in counted_ids]
     first = measured[min(measured)]
-    parity = next(res["parity"] for res in measured.values() if res["parity"] is not None) if any(
-        res["parity"] is not None for res in measured.values()) else {}
+    parity = first["parity"] or {}  # compared once, on the cell's first round in its worker
     estimate = latency_interval(counted, seed=config.seed)
     spread = round_spread(counted) if len(counted) > 1 else None
     pooled = np.concatenate(counted)
