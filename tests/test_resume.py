@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench_pipeline.journal import Journal
 from test_pipeline_e2e import copy_project
 
 SLOW_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 1.0}
@@ -71,3 +72,44 @@ def test_sigkill_mid_sweep_then_rerun_loses_and_remeasures_nothing(tiny_bert_dir
         kept = results[(results.batch == row["batch"]) & (results.seq == row["seq"])].iloc[0]
         assert kept.p50_ms == row["p50_ms"] and kept.iterations == row["iterations"]
         assert '"reused_from_journal": true' in kept.extra
+
+
+FRAGMENT = '{"key": "torn", "row": {"status": "o'  # what a kill during a write leaves
+
+
+def journal_with_fragment(tmp_path: Path) -> Journal:
+    journal = Journal(tmp_path / "eager.jsonl")
+    journal.append("a", {"status": "ok"}, None)
+    with journal.path.open("a") as f:
+        f.write(FRAGMENT)
+    return journal
+
+
+def test_a_torn_line_is_quarantined_so_no_later_cell_is_lost(tmp_path, caplog):
+    journal = journal_with_fragment(tmp_path)
+    with caplog.at_level("WARNING", logger="bench_pipeline.journal"):
+        assert set(journal.load()) == {"a"}  # the first run after the kill
+    assert "line 2 is incomplete" in caplog.text and "eager.jsonl.torn" in caplog.text
+    for key in ("b", "c", "d"):
+        journal.append(key, {"status": "ok"}, None)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bench_pipeline.journal"):
+        assert set(journal.load()) == {"a", "b", "c", "d"}  # the second run reuses all 4
+    assert caplog.text == ""  # said once, not on every run
+    assert (tmp_path / "eager.jsonl.torn").read_text() == FRAGMENT + "\n"
+
+
+def test_an_append_without_a_load_first_does_not_glue_onto_a_fragment(tmp_path):
+    """``resume: false`` appends without reading the journal first."""
+    journal = journal_with_fragment(tmp_path)
+    journal.append("b", {"status": "ok"}, None)
+    assert set(journal.load()) == {"a", "b"}
+
+
+def test_a_cell_already_glued_onto_a_fragment_is_recovered(tmp_path):
+    journal = journal_with_fragment(tmp_path)
+    with journal.path.open("a") as f:  # what appending after a kill used to do
+        f.write(json.dumps({"key": "b", "row": {"status": "ok"}, "raw_times_ms": [1.5]}) + "\n")
+    entries = journal.load()
+    assert set(entries) == {"a", "b"} and entries["b"]["raw_times_ms"] == [1.5]
+    assert [json.loads(line)["key"] for line in journal.path.read_text().splitlines()] == ["a", "b"]
