@@ -1,5 +1,7 @@
 """Every bad input a user can type fails early with the value and what is allowed."""
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -75,7 +77,15 @@ def test_sequence_longer_than_the_model_accepts_names_the_limit():
 def test_roberta_preset_limit_accounts_for_its_position_offset():
     message = error_of(model={"source": "preset", "name": "roberta-base"},
                        grid={"batch_sizes": [1], "sequence_lengths": [513]})
-    assert "max_position_embeddings (512)" in message
+    assert "limit of 512 tokens" in message
+
+
+def test_xlm_roberta_limit_names_the_514_of_its_config_and_the_position_offset(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "xlm-roberta", "max_position_embeddings": 514}))
+    message = error_of(model={"source": "local", "name": str(tmp_path)},
+                       grid={"batch_sizes": [1], "sequence_lengths": [128, 513]})
+    assert "sequence length(s) [513] exceed the model's limit of 512 tokens" in message
+    assert "config.json says max_position_embeddings 514" in message and "position offset" in message
 
 
 def test_model_directory_that_does_not_exist(tmp_path):

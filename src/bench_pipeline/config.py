@@ -194,9 +194,9 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.models import check_sequence_lengths, max_positions
+        from bench_pipeline.models import check_sequence_lengths, position_limit
 
-        check_sequence_lengths(self.grid.sequence_lengths, max_positions(self.model))
+        check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
         return self
 
     @model_validator(mode="after")
