@@ -30,7 +30,7 @@ else:
     }
 Path("conf/gpu_smoke").mkdir(exist_ok=True)
 Path("conf/gpu_smoke/parameters_benchmark.yml").write_text(yaml.safe_dump(config))
-run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=benchmark", "--env", "gpu_smoke"],
+run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines=benchmark", "--env", "gpu_smoke"],
                      capture_output=True, text=True, env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"})
 print(run.stdout[-1500:], run.stderr[-3000:])
 results = pd.read_parquet("data/08_reporting/results.parquet")
