@@ -59,11 +59,9 @@ def params_read_by_pipelines() -> set[str]:
     """Top-level parameter names the registered pipelines' nodes take (``params:<name>``)."""
     from kedro.framework.project import pipelines
 
-    return {
-        name.removeprefix("params:").split(".")[0] if name.startswith("params:") else name
-        for pipeline in pipelines.values() for name in pipeline.datasets()
-        if name.startswith("params:") or name == "parameters"
-    }
+    names = {name for pipeline in pipelines.values() for name in pipeline.datasets()}
+    # a node that takes "parameters" reads every key: then nothing is unknown
+    return {n.removeprefix("params:").split(".")[0] for n in names if n.startswith("params:")} | ({"parameters"} & names)
 
 
 class BenchMlflowHook(MlflowHook):

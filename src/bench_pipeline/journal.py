@@ -118,7 +118,10 @@ class Journal:
             with self._torn_path.open("a") as f:
                 f.writelines(line.rstrip("\n") + "\n" for line in torn)
         repaired = self.path.with_name(self.path.name + ".repair")
-        repaired.write_text("".join(kept))
+        with repaired.open("w") as f:
+            f.writelines(kept)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(repaired, self.path)
 
 
