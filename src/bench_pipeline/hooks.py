@@ -71,6 +71,7 @@ class BenchMlflowHook(MlflowHook):
     def __init__(self) -> None:
         super().__init__()
         self._logged: set[str] = set()
+        self._config: BenchmarkConfig | None = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -79,7 +80,7 @@ class BenchMlflowHook(MlflowHook):
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        self._logged = set()
+        self._logged, self._config = set(), None
         super().before_pipeline_run(run_params, pipeline, catalog)
         run = mlflow.active_run()
         if not self._is_mlflow_enabled or run is None:
@@ -109,13 +110,8 @@ class BenchMlflowHook(MlflowHook):
             self._logged.add("flat_params")
 
     def _log_benchmark(self, config: BenchmarkConfig) -> None:
-        from bench_pipeline.sweep import resolve_device
-
         mlflow.log_params(flat_params(config))
-        run = mlflow.active_run()
-        if self.mlflow_config.tracking.run.name is None and not self._already_active_mlflow:  # a user's own name wins
-            started = datetime.fromtimestamp(run.info.start_time / 1000)
-            mlflow.set_tag("mlflow.runName", mlflow_runs.run_name(config, str(resolve_device(config.device)), started))
+        self._config = config
         if config.model.trust_remote_code:
             log.warning("trust_remote_code is on: the model repository's own code runs in this process")
 
@@ -130,6 +126,14 @@ class BenchMlflowHook(MlflowHook):
             from bench_pipeline.environment import mlflow_tags
 
             mlflow.set_tags(mlflow_tags(outputs["environment"]))
+            self._name_run(outputs["environment"]["device"])
+
+    def _name_run(self, device: str) -> None:
+        """``model · device · date`` once the device is known, unless the user named the run."""
+        if self._config is None or self.mlflow_config.tracking.run.name is not None or self._already_active_mlflow:
+            return
+        started = datetime.fromtimestamp(mlflow.active_run().info.start_time / 1000)
+        mlflow.set_tag("mlflow.runName", mlflow_runs.run_name(self._config, device, started))
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
