@@ -6,16 +6,18 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 # For example, after creating a hooks.py and defining a ProjectHooks class there, do
 import os
 
-from bench_pipeline.hooks import MlflowRunDetailsHooks
+from omegaconf.resolvers import oc
+
+from bench_pipeline.config_loader import NamedFileConfigLoader
+from bench_pipeline.hooks import BenchMlflowHook
 
 # An MLflow server that does not answer should fail a run in seconds, not after minutes of retries.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-HOOKS = (MlflowRunDetailsHooks(),)
-
-# Installed plugins for which to disable hook auto-registration.
-# DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+# kedro-mlflow's hook, extended (see hooks.py); so its own instance is not registered as well.
+HOOKS = (BenchMlflowHook(),)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")  # the distribution's name, as either spelling
 
 # Class that manages the KedroSession.
 # from kedro.framework.session import KedroSession
@@ -33,14 +35,15 @@ HOOKS = (MlflowRunDetailsHooks(),)
 # CONF_SOURCE = "conf"
 
 # Class that manages how configuration is loaded.
-# from kedro.config import OmegaConfigLoader
-
-# CONFIG_LOADER_CLASS = OmegaConfigLoader
+# Kedro's OmegaConfigLoader; a YAML error names its file.
+CONFIG_LOADER_CLASS = NamedFileConfigLoader
 
 # Keyword arguments to pass to the `CONFIG_LOADER_CLASS` constructor.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # ${oc.env:NAME,default} outside credentials too: mlflow.yml lets MLFLOW_TRACKING_URI win over its default
+    "custom_resolvers": {"oc.env": oc.env},
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

@@ -153,8 +153,13 @@ def run_units(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[str
     finally:
         for unit in live:
             unit.worker.close()
-    log.info("sweep %s: %d cells, %d reused from the journal, %d units measured in rounds of %d",
-             sweep_id, len(rows), sum(len(u.reused) for u in units), len(measuring), config.rounds.count)
+    for backend in dict.fromkeys(u.backend for u in units):
+        mine = [u for u in units if u.backend == backend]
+        journal = mine[0].journal
+        if journal:
+            log.info("%s: reused %d of %d cells from %s", backend, sum(len(u.reused) for u in mine),
+                     sum(len(u.cells) for u in mine), journal.path)
+    log.info("sweep %s: %d units measured in rounds of %d", sweep_id, len(measuring), config.rounds.count)
     return [rows[(u, c)] for u in units for c in u.cells], raw
 
 
