@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.model.source import load_model, make_inputs
-from bench_pipeline.harness.sweep import configure_torch
+from bench_pipeline.system.device import configure_torch
 
 
 def main(cell: dict[str, Any]) -> dict[str, Any]:

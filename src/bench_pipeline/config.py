@@ -7,6 +7,7 @@ offending value and what is allowed, not an hour into a sweep.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,8 +23,33 @@ def known_backends() -> tuple[str, ...]:
     return tuple(runnable())
 
 
+def unknown_keys_message(unknown: list[str], allowed: list[str]) -> str:
+    """What a typo in a key gets told: the key, a close match if there is one, and every allowed key."""
+    guesses = [match for key in unknown for match in difflib.get_close_matches(key, allowed, n=1)]
+    hint = f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else ""
+    return f"unknown key(s) {unknown}{hint}; allowed: {allowed}"
+
+
+def listed(value: Any) -> Any:
+    """A list from the command line: Kedro splits ``--params`` at commas, so there a list is
+    written with spaces (``benchmark.grid.batch_sizes=1 8 32``) and one value is a list of one."""
+    if isinstance(value, str):
+        return value.split()
+    return [value] if isinstance(value, int) else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """pydantic's own "Extra inputs are not permitted" does not say which keys are allowed."""
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                raise ValueError(unknown_keys_message(unknown, list(cls.model_fields)))
+        return data
 
 
 class ModelSpec(_Strict):
@@ -61,6 +87,8 @@ class ModelSpec(_Strict):
 class GridSpec(_Strict):
     batch_sizes: list[PositiveInt] = Field(min_length=1)
     sequence_lengths: list[PositiveInt] = Field(min_length=1)
+
+    _from_command_line = field_validator("batch_sizes", "sequence_lengths", mode="before")(listed)
 
     @field_validator("batch_sizes", "sequence_lengths")
     @classmethod
@@ -182,6 +210,8 @@ class BenchmarkConfig(_Strict):
                 )
         return device
 
+    _precisions_from_command_line = field_validator("precisions", mode="before")(listed)
+
     @field_validator("precisions")
     @classmethod
     def _check_precisions(cls, precisions: list[str]) -> list[str]:
@@ -215,9 +245,9 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.model.source import check_sequence_lengths, max_positions
+        from bench_pipeline.model.source import check_sequence_lengths, position_limit
 
-        check_sequence_lengths(self.grid.sequence_lengths, max_positions(self.model))
+        check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
         return self
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from bench_pipeline.system.device import configure_torch
 from bench_pipeline.harness.sweep import run_backend
 
 CELLS = [Cell(1, 16), Cell(1, 32), Cell(2, 16)]
-FAST = {"warmup_iters": 1, "warmup_s": 0, "min_iters": 3, "min_time_s": 0, "max_time_s": 5}
+FAST = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 3, "min_time_s": 0, "max_time_s": 5}
 BAD_CELL = Cell(1, 32)
 
 
@@ -67,6 +67,7 @@ def sweep(setup, options, **settings):
     ctx, reference = setup
     config = BenchmarkConfig(
         grid={"batch_sizes": [1, 2], "sequence_lengths": [16, 32]}, timing=FAST,
+        rounds={"count": 2, "max_spread": 5.0, "retries": 0}, noise={"max_other_cpu": 1.0},  # gate: own tests
         backends={"faulty": {"variants": [{"name": "default", "options": options}]}}, **settings,
     )
     rows, _ = run_backend("faulty", config.backends["faulty"], config, ctx, reference)
@@ -104,7 +105,7 @@ def test_out_of_memory_in_a_worker_is_recorded_the_same_way(setup):
 
 def test_cell_timeout_without_isolation_is_a_config_error():
     with pytest.raises(ValueError, match="cell_timeout_s=5.0 needs isolation: process"):
-        BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, cell_timeout_s=5)
+        BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, isolation="none", cell_timeout_s=5)
 
 
 def test_a_worker_process_uses_the_configured_thread_count(setup):

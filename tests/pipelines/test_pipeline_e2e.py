@@ -1,12 +1,18 @@
-"""`kedro run --pipeline=benchmark` for real, in a temporary copy of the project, then the
+"""`kedro run --pipelines=benchmark` for real, in a temporary copy of the project, then the
 results file and the MLflow store (read back with MlflowClient) are checked."""
 
+import json
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+
+import yaml
 
 from conftest import FAST_TIMING, copy_project, kedro
 
@@ -19,7 +25,7 @@ def finished_run(tiny_bert_dir, tmp_path_factory):
         "precisions": ["fp32", "fp16"],
         "timing": FAST_TIMING,
     })
-    result = kedro(project, "run", "--pipeline=benchmark")
+    result = kedro(project, "run", "--pipelines=benchmark")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project, result
 
@@ -111,7 +117,7 @@ def test_raw_per_call_times_are_kept(finished_run):
 
 def test_bad_parameter_fails_before_any_node_runs(tmp_path):
     project = copy_project(tmp_path)
-    result = kedro(project, "run", "--pipeline=benchmark", "--params", "benchmark.device=tpu")
+    result = kedro(project, "run", "--pipelines=benchmark", "--params", "benchmark.device=tpu")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "unknown device 'tpu'" in output
@@ -123,9 +129,84 @@ def test_unreachable_mlflow_server_fails_fast_before_any_node(tmp_path):
     mlflow_yml = project / "conf/base/mlflow.yml"
     mlflow_yml.write_text(mlflow_yml.read_text().replace("sqlite:///mlflow.db", "http://127.0.0.1:9"))
     started = time.monotonic()
-    result = kedro(project, "run", "--pipeline=benchmark")
+    result = kedro(project, "run", "--pipelines=benchmark")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "http://127.0.0.1:9" in output and "Connection refused" in output
     assert "Running node" not in output
     assert time.monotonic() - started < 120  # settings.py caps MLflow's HTTP retries
+
+
+def failed_before_any_node(result: subprocess.CompletedProcess) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Running node" not in output
+    return " ".join(output.split())  # rich wraps long lines
+
+
+def test_mlflow_run_is_named_after_what_it_measured(finished_run, tiny_bert_dir):
+    project, _ = finished_run
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["bench_pipeline"], output_format="list")[0]
+    assert re.fullmatch(rf"{tiny_bert_dir.name} · cpu · \d{{4}}-\d\d-\d\d \d\d:\d\d", run.info.run_name), run.info.run_name
+
+
+def test_typed_configs_are_json_artifacts_and_flat_params_not_repr_strings(finished_run):
+    project, _ = finished_run
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["bench_pipeline"], output_format="list")[0]
+    params = run.data.params
+    assert not {"benchmark", "export", "tensorrt_build", "dynamo_compile"} & set(params)
+    assert not [key for key, value in params.items() if "Spec(" in value or "Config(" in value]
+    assert params["export.opset"] == "17" and params["tensorrt_build.shapes"] == "dynamic"
+    client = MlflowClient()
+    files = {a.path for a in client.list_artifacts(run.info.run_id, "params")}
+    assert {"params/benchmark.json", "params/export.json", "params/tensorrt_build.json"} <= files
+    benchmark = json.loads(Path(client.download_artifacts(run.info.run_id, "params/benchmark.json")).read_text())
+    assert benchmark["grid"] == {"batch_sizes": [1, 2], "sequence_lengths": [16]}
+
+
+def test_the_experiment_opens_on_its_runs_not_on_genai_traces(finished_run):
+    project, _ = finished_run
+    experiment = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_experiment_by_name("bench_pipeline")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_typo_at_the_top_of_params_fails_before_any_node_naming_the_known_keys(tmp_path):
+    project = copy_project(tmp_path)
+    output = failed_before_any_node(kedro(project, "run", "--pipelines=benchmark", "--params", "benchmrk.grid.batch_sizes=4"))
+    assert "--params: unknown key(s) ['benchmrk'] (did you mean 'benchmark'?)" in output
+    assert "'export'" in output and "'tensorrt_build'" in output
+
+
+def test_a_list_in_params_is_written_with_spaces(tmp_path):
+    """Kedro splits --params at commas; the validation error shows the list arrived whole."""
+    project = copy_project(tmp_path)
+    result = kedro(project, "run", "--pipelines=benchmark", "--params", "benchmark.grid.sequence_lengths=16 1024")
+    assert "sequence length(s) [1024] exceed" in failed_before_any_node(result)
+
+
+def test_a_list_in_a_kedro_run_config_file(tmp_path):
+    project = copy_project(tmp_path)
+    (project / "run.yml").write_text(yaml.safe_dump({"run": {
+        "pipelines": "benchmark", "params": {"benchmark": {"grid": {"sequence_lengths": [16, 1024]}}}}}))
+    assert "sequence length(s) [1024] exceed" in failed_before_any_node(kedro(project, "run", "--config", "run.yml"))
+
+
+def test_mlflow_tracking_uri_variable_wins_over_the_default(tmp_path):
+    project = copy_project(tmp_path)
+    store = tmp_path / "elsewhere.db"
+    # a bad parameter stops the run before any node, after kedro-mlflow has opened the store
+    failed_before_any_node(kedro(project, "run", "--pipelines=benchmark", "--params", "benchmark.device=tpu",
+                                 env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"}))
+    assert MlflowClient(f"sqlite:///{store}").get_experiment_by_name("bench_pipeline") is not None
+    assert not (project / "mlflow.db").exists()
+
+
+def test_unreachable_mlflow_tracking_uri_variable_fails_fast_naming_it(tmp_path):
+    project = copy_project(tmp_path)
+    started = time.monotonic()
+    result = kedro(project, "run", "--pipelines=benchmark", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    output = failed_before_any_node(result)
+    assert "http://127.0.0.1:9" in output and "Connection refused" in output
+    assert time.monotonic() - started < 120

