@@ -16,7 +16,6 @@ from bench_pipeline.backends.eager.runtime import EagerBackend
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.model.source import resolve_model
 from bench_pipeline.model.reference import compute_reference
-from bench_pipeline.system.device import configure_torch
 from bench_pipeline.harness.sweep import run_backend
 
 CELLS = [Cell(1, 16), Cell(1, 32), Cell(2, 16)]
@@ -53,7 +52,7 @@ class FaultyBackend(Backend):
 @pytest.fixture(scope="module")
 def setup(tiny_bert_dir, tmp_path_factory):
     info = resolve_model(ModelSpec(source="local", name=str(tiny_bert_dir)), tmp_path_factory.mktemp("m"), 0)
-    ctx = BackendContext(Path(info["path"]), info, torch.device("cpu"), configure_torch(None), CELLS,
+    ctx = BackendContext(Path(info["path"]), info, torch.device("cpu"), 1, CELLS,
                          tmp_path_factory.mktemp("w"))
     return ctx, compute_reference(info, CELLS, torch.device("cpu"), seed=0)
 
@@ -109,5 +108,6 @@ def test_cell_timeout_without_isolation_is_a_config_error():
 
 
 def test_a_worker_process_uses_the_configured_thread_count(setup):
-    rows = sweep(setup, {"fault": "none"}, isolation="process", cell_timeout_s=120, threads=1)
+    assert torch.get_num_threads() > 1  # this process's torch is not what the worker uses
+    rows = sweep(setup, {"fault": "none"}, isolation="process", cell_timeout_s=120)
     assert all(r["status"] == "ok" and '"torch_threads": 1' in r["extra"] for r in rows.values())

@@ -14,14 +14,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench_pipeline.harness.journal import Journal
-from conftest import copy_project
+from conftest import copy_project, kedro_env
 
 SLOW_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 1.0}
 CELLS = 9  # 3 batch sizes x 3 sequence lengths, fp32, eager only
 
 
 def start_run(project: Path) -> subprocess.Popen:
-    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    env = kedro_env()
     kedro = str(Path(sys.executable).with_name("kedro"))
     return subprocess.Popen([kedro, "run", "--pipelines=benchmark"], cwd=project, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

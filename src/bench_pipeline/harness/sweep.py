@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench_pipeline.backends import REGISTRY, instantiate
-from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
+from bench_pipeline.backends.base import BackendContext, Cell
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
 from bench_pipeline.harness.isolation import LocalUnit, WorkerUnit
 from bench_pipeline.harness.journal import Journal, cell_key, reusable
@@ -259,9 +259,9 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     stats = summarize(pooled, noise_limit(device_type))
     stats["cov_flag"] = any(robust_cov(all_rounds[r]) > noise_limit(device_type) for r in counted_ids)
     stats["p50_ms"] = estimate.value  # the median of round medians: what every comparison uses
-    problems = _contamination(measured)
+    contaminated = _contamination(measured)
     status, reason = _verdict(failed, violation(parity, config.tolerances[unit.precision]) if parity else None,
-                              len(clean), spread, problems, len(measured), config)
+                              len(clean), spread, contaminated, len(measured), config)
     extra |= {
         "counted_rounds": counted_ids,
         "round_p50_ms": {str(r): float(np.median(t)) for r, t in sorted(all_rounds.items())},
@@ -284,22 +284,20 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
         throughput_tok_s=cell.batch * cell.seq * per_second,
         peak_mem_mb=max(peaks) if peaks else None,
         dispatch_share=float(np.median(shares)) if shares else None,
-        contamination=problems[0] if problems else None,
+        contamination=contaminated,
         gpu_warnings="; ".join(dict.fromkeys(w for res in measured.values() for w in res["gpu_warnings"])) or None,
         extra=_json(extra),
     )
     return row, all_rounds
 
 
-def _contamination(measured: dict[int, dict[str, Any]]) -> list[str]:
-    """What contaminated the cell's rounds, worst round first (empty: nothing did)."""
+def _contamination(measured: dict[int, dict[str, Any]]) -> str | None:
+    """What contaminated the cell's rounds, told by its worst round (None: nothing did)."""
     hit = sorted((res for res in measured.values() if res["contamination"]), key=lambda res: -(res["other_cores"] or 0))
-    if not hit:
-        return []
-    return [f"{len(hit)} of {len(measured)} rounds: {hit[0]['contamination']}"]
+    return f"{len(hit)} of {len(measured)} rounds: {hit[0]['contamination']}" if hit else None
 
 
-def _verdict(failed, accuracy, n_clean, spread, problems, n_measured, config) -> tuple[str, str | None]:
+def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config) -> tuple[str, str | None]:
     """Status and reason of a measured cell: a failure in any round wins, then accuracy, then stability."""
     if failed:
         return failed["status"], failed["reason"]
@@ -307,7 +305,7 @@ def _verdict(failed, accuracy, n_clean, spread, problems, n_measured, config) ->
         return "fail_accuracy", accuracy
     needed = config.rounds.count
     if n_clean < needed:
-        return "unstable", f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {problems[0]}"
+        return "unstable", f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {contaminated}"
     if spread is not None and spread > config.rounds.max_spread:
         return "unstable", (
             f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "
