@@ -23,7 +23,7 @@ from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, o
 from bench_pipeline.model.reference import compute_reference
 from bench_pipeline.harness.sweep import run_backend
 
-from conftest import DEBERTA_V2, save_tiny_encoder
+from conftest import DEBERTA_V2, LOOSE_GATE, save_tiny_encoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -43,8 +43,8 @@ def config_for(batch_sizes, sequence_lengths, precisions=("fp32",)) -> Benchmark
         grid={"batch_sizes": batch_sizes, "sequence_lengths": sequence_lengths},
         precisions=list(precisions),
         timing=FAST,
-        threads=1,
         backends={"onnxruntime": {"variants": VARIANTS}},
+        **LOOSE_GATE,
     )
 
 
