@@ -12,12 +12,12 @@ import torch
 
 from bench_pipeline.backends.base import BackendContext, Cell
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
-from bench_pipeline.system.device import configure_torch
 from bench_pipeline.harness.journal import Journal, reusable
 from bench_pipeline.harness.machine_load import contamination, effective_threads, usable_cores
-from bench_pipeline.model.source import resolve_model
-from bench_pipeline.model.reference import compute_reference
 from bench_pipeline.harness.sweep import run_backend
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import resolve_model
+from bench_pipeline.system.device import configure_torch
 
 CELLS = [Cell(1, 16), Cell(2, 16)]
 TIMING = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 20, "min_time_s": 0.3, "max_time_s": 10}

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-
 # How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT arena,
 # and C++'s std::bad_alloc, which ONNX Runtime passes on for a failed host allocation).
 _OOM_MESSAGES = (

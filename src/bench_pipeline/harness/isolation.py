@@ -20,8 +20,8 @@ import signal
 from typing import Any
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.system.device import configure_torch
 from bench_pipeline.harness.unit import UnitSession
+from bench_pipeline.system.device import configure_torch
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -77,7 +77,8 @@ class WorkerUnit:
         if not self.conn.poll(self.timeout_s):
             self.process.kill()
             self._forget()
-            return {"status": "timeout", "reason": f"no result within cell_timeout_s={self.timeout_s} s; the worker was killed"}
+            return {"status": "timeout",
+                    "reason": f"no result within cell_timeout_s={self.timeout_s} s; the worker was killed"}
         try:
             return self.conn.recv()
         except EOFError:

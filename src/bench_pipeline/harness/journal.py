@@ -79,7 +79,8 @@ def key_context(
     settings that shape a measurement, the environment fingerprint and the stage artifacts."""
     return {
         "model": {k: model_info[k] for k in ("path", "name", "weights_sha256")},
-        "settings": config.model_dump(include={"timing", "rounds", "noise", "isolation", "tolerances", "seed", "threads", "device"}),
+        "settings": config.model_dump(
+            include={"timing", "rounds", "noise", "isolation", "tolerances", "seed", "threads", "device"}),
         "environment": environment_fingerprint(environment),
         "artifacts": artifact_hashes(artifacts),
     }

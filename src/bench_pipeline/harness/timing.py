@@ -9,13 +9,15 @@ host clock, on CPU ``perf_counter_ns``. Raw per-call times are kept for the arti
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
 from bench_pipeline.harness.stats import robust_cov
+
+CPU = torch.device("cpu")  # measure's default device: one module-level value, not a call per default
 
 # How much the calls of one round may scatter (robust CoV, ``stats.robust_cov``) before the cell
 # is flagged noisy. A GPU replays the same kernels: 2.5 %. A shared CPU core is preempted by the
@@ -103,7 +105,7 @@ def measure(
     fn: Callable[[], None],
     rule: StopRule,
     *,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
     stream: torch.cuda.Stream | None = None,
     now_ns: Callable[[], int] = time.perf_counter_ns,
 ) -> Measurement:
@@ -122,7 +124,8 @@ def measure(
         if len(times) >= rule.min_iters and elapsed_s >= rule.min_time_s:
             break
         if elapsed_s >= rule.max_time_s and times:
-            notes.append(f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
+            notes.append(
+                f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
             break
         t, h = clock.time_call(fn)
         times.append(t)

@@ -9,7 +9,8 @@ function returns ``(figure, None)`` or, when the frame lacks what the figure nee
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from html import escape
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench_pipeline.harness.results import STATUSES
 from bench_pipeline.reporting.figures import FIGURE_TITLES
 from bench_pipeline.reporting.sections import Section, report_sections, title
-from bench_pipeline.harness.results import STATUSES
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;

@@ -8,15 +8,16 @@ only lay them out.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 
+from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.reporting.figures import device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
 from bench_pipeline.reporting.roofline import roofline_basis
-from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,

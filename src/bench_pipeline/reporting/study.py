@@ -10,8 +10,9 @@ the rest of the reports. Any results table works: a run's own, or an older one k
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

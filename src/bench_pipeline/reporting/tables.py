@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.reporting.formatting import cell_label, config_label
 from bench_pipeline.reporting.roofline import add_roofline
-from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 
 # The reference every speedup is measured against: what a user gets without trying.
 BASELINE = {"backend": "eager", "variant": "default", "precision": "fp32"}

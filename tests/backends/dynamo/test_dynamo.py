@@ -16,7 +16,6 @@ from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters
 
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.dynamo.runtime import DynamoBackend
 from bench_pipeline.backends.dynamo.compile import (
     CompileSpec,
     compile_variant,
@@ -24,8 +23,9 @@ from bench_pipeline.backends.dynamo.compile import (
     validate_variant_options,
     warm_up_compiler,
 )
-from bench_pipeline.model.source import load_model, make_inputs
+from bench_pipeline.backends.dynamo.runtime import DynamoBackend
 from bench_pipeline.backends.dynamo.stage import record
+from bench_pipeline.model.source import load_model, make_inputs
 from conftest import PROJECT_ROOT
 
 CPU = torch.device("cpu")
@@ -211,9 +211,9 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
+    from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
     from bench_pipeline.config import BenchmarkConfig
     from bench_pipeline.pipelines import benchmark, model
-    from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
 
     config = BenchmarkConfig(
         model={"source": "local", "name": str(tiny_bert_dir)},

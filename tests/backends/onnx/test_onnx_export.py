@@ -15,8 +15,6 @@ import torch
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
 from bench_pipeline.backends.onnx.export import (
     OnnxExportError,
     artifact_sha256,
@@ -26,11 +24,12 @@ from bench_pipeline.backends.onnx.export import (
     optimize_onnx,
     optimizer_model_type,
 )
+from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, fused_graphs_wanted
+from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
 from bench_pipeline.pipelines.benchmark import backend_pipeline
 from bench_pipeline.system.files import file_sha256
-from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
-from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, fused_graphs_wanted
-
 from conftest import DEBERTA_V2, save_tiny_bert, save_tiny_encoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -187,7 +186,7 @@ def test_bad_arguments_fail_early(tiny_bert_dir, tmp_path):
 
 
 def test_an_encoder_the_optimizer_does_not_know_gets_its_generic_bert_path():
-    assert optimizer_model_type("roberta") == optimizer_model_type("deberta-v2") == optimizer_model_type("albert") == "bert"
+    assert {optimizer_model_type(name) for name in ("roberta", "deberta-v2", "albert")} == {"bert"}
     assert optimizer_model_type("vit") == "vit"  # one it knows keeps its own
 
 

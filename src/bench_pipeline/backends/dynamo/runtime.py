@@ -16,8 +16,13 @@ from typing import Any
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
+from bench_pipeline.backends.dynamo.compile import (
+    CompileSpec,
+    compile_module,
+    compiler_caches_in,
+    validate_variant_options,
+)
 from bench_pipeline.backends.eager.runtime import TorchRunner, check_precision, module_bytes, open_torch_model
-from bench_pipeline.backends.dynamo.compile import CompileSpec, compile_module, compiler_caches_in, validate_variant_options
 from bench_pipeline.harness.results import cell_name
 
 STAGE = "dynamo"

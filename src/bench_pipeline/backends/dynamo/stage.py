@@ -16,8 +16,6 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.backends.dynamo.runtime import artifact_key
-from bench_pipeline.config import BenchmarkConfig, VariantSpec
 from bench_pipeline.backends.dynamo.compile import (
     CompiledVariant,
     CompileSpec,
@@ -26,10 +24,12 @@ from bench_pipeline.backends.dynamo.compile import (
     unavailable,
     warm_up_compiler,
 )
+from bench_pipeline.backends.dynamo.runtime import artifact_key
+from bench_pipeline.config import BenchmarkConfig, VariantSpec
 from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_context
+from bench_pipeline.harness.results import cell_name
 from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported
 from bench_pipeline.pipelines.model.nodes import grid_cells
-from bench_pipeline.harness.results import cell_name
 from bench_pipeline.system.device import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
         return failed(compile_spec, device, *reason)
     cache_dir = cache_dir_for(Path(stage.cache_dir), variant.name, precision)
     if not host_inputs:
-        return {"status": "ok", "reason": None, "compile": {}, "cache_dir": str(cache_dir), **compile_spec.describe(device)}
+        return {"status": "ok", "reason": None, "compile": {}, "cache_dir": str(cache_dir),
+                **compile_spec.describe(device)}
     attention = variant.options.get("attn_implementation")
     try:
         started = time.perf_counter()

@@ -15,9 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_pipeline.backends import users_of
-from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.backends.onnx.export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
-from bench_pipeline.backends.onnxruntime.artifacts import FUSED_KEYS, default_provider, ort_artifact_key, provider_unavailable
+from bench_pipeline.backends.onnxruntime.artifacts import (
+    FUSED_KEYS,
+    default_provider,
+    ort_artifact_key,
+    provider_unavailable,
+)
+from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
 from bench_pipeline.system.device import resolve_device
 

@@ -17,9 +17,6 @@ from typing import Any
 
 import torch
 
-from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.harness.results import status_record
-from bench_pipeline.system.device import resolve_device
 from bench_pipeline.backends.tensorrt.build import (
     EngineError,
     Flavour,
@@ -29,6 +26,9 @@ from bench_pipeline.backends.tensorrt.build import (
     float16_onnx,
     local_gpu,
 )
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.harness.results import status_record
+from bench_pipeline.system.device import resolve_device
 
 log = logging.getLogger(__name__)
 
