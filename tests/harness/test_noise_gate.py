@@ -43,6 +43,7 @@ def busy_processes(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
+@pytest.mark.slow  # a real sweep beside processes that keep every core busy, run twice
 def test_cells_timed_beside_busy_processes_are_unstable_and_measured_again_on_rerun(setup, tmp_path):
     journal = Journal(tmp_path / "eager.jsonl")
     load = busy_processes(usable_cores())  # every core kept busy by someone else

@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import FAST_TIMING, copy_project, kedro
 
+pytestmark = pytest.mark.slow  # whole `kedro run`s in subprocesses
+
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_bert_dir, tmp_path_factory):

@@ -25,6 +25,8 @@ from bench_pipeline.pipeline_registry import register_pipelines
 from conftest import PROJECT_ROOT, copy_project, kedro
 from ui_helpers import LOOPBACK, background_server, free_port
 
+pytestmark = [pytest.mark.slow, pytest.mark.ui]  # kedro viz in a headless browser
+
 SCREENSHOT = PROJECT_ROOT / "tests" / "artifacts" / "kedro_viz_flowchart.png"
 RENDER_TIMEOUT_S = 120
 # Loopback only: every host name but 127.0.0.1 fails to resolve (kedro-viz asks Google Fonts).

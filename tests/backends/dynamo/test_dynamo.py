@@ -206,6 +206,7 @@ def test_inductor_without_a_cpp_compiler_gets_a_clear_status(tiny_model, tmp_pat
     assert "inductor on CPU needs a working C++ compiler" in compiled.reason and "no-such-g++" in compiled.reason
 
 
+@pytest.mark.slow  # the model, compile, plan and measure nodes through a Kedro runner
 def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     """model stage -> dynamo compile node (costs) -> plan -> the unit's worker compiles and is timed -> rows."""
     from kedro.io import DataCatalog, MemoryDataset
