@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench_pipeline.backends import REGISTRY, instantiate
-from bench_pipeline.backends.base import BackendContext, Cell
+from bench_pipeline.backends.base import BackendContext, Cell, classify
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
 from bench_pipeline.harness.isolation import LocalUnit, WorkerUnit
 from bench_pipeline.harness.journal import Journal, cell_key, reusable
@@ -39,8 +39,9 @@ from bench_pipeline.harness.stats import (
     round_spread,
     unpaired_speedup,
 )
+from bench_pipeline.harness.status import Status
 from bench_pipeline.harness.timing import noise_limit, summarize
-from bench_pipeline.harness.unit import Reference, classify, reference_for
+from bench_pipeline.harness.unit import Reference, reference_for
 
 log = logging.getLogger(__name__)
 
@@ -307,16 +308,16 @@ def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config
     if failed:
         return failed["status"], failed["reason"]
     if accuracy:
-        return "fail_accuracy", accuracy
+        return Status.FAIL_ACCURACY, accuracy
     needed = config.rounds.count
     if n_clean < needed:
-        return "unstable", f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {contaminated}"
+        return Status.UNSTABLE, f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {contaminated}"
     if spread is not None and spread > config.rounds.max_spread:
-        return "unstable", (
+        return Status.UNSTABLE, (
             f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "
             f"(allowed {config.rounds.max_spread:.0%}) after {n_measured} rounds"
         )
-    return "ok", None
+    return Status.OK, None
 
 
 def _add_speedups(

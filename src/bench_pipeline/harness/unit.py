@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from bench_pipeline.backends import instantiate
-from bench_pipeline.backends.base import Cell, CellFailure, CellRunner, Session, is_out_of_memory
+from bench_pipeline.backends.base import Cell, CellRunner, Session, classify
 from bench_pipeline.harness.dispatch import dispatch_share
 from bench_pipeline.harness.machine_load import LoadWatch, contamination
 from bench_pipeline.harness.parity import compare
@@ -128,19 +128,6 @@ class UnitSession:
             self.session.close()
             self.session = None
         release(self.ctx.device)
-
-
-def classify(error: BaseException) -> tuple[str, str]:
-    """(status, reason) of an exception that stopped a unit or a cell."""
-    if isinstance(error, CellFailure):
-        return error.status, error.reason
-    text = str(error).strip()
-    message = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-    if isinstance(error, ImportError):
-        return "skipped", f"a library this backend needs is not installed: {message}"
-    if is_out_of_memory(error):
-        return "oom", message
-    return "error", message
 
 
 def release(device: torch.device) -> None:

@@ -24,6 +24,7 @@ from bench_pipeline.backends.onnxruntime.artifacts import (
 )
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
+from bench_pipeline.harness.status import Status
 from bench_pipeline.system.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, exp
     """The FP32 export, or its failure, or a skip when no enabled backend reads ONNX."""
     users = [name for name in users_of("onnx") if name in benchmark.enabled_backends()]
     if not users:
-        return status_record("skipped", f"no enabled backend uses ONNX ({', '.join(users_of('onnx'))})")
+        return status_record(Status.SKIPPED, f"no enabled backend uses ONNX ({', '.join(users_of('onnx'))})")
     out_path = artifact_dir(model_info, export) / "model.onnx"
     try:
         info = export_onnx(
@@ -59,13 +60,14 @@ def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, exp
         )
     except OnnxExportError as error:
         log.warning("ONNX export of %s failed: %s", model_info["name"], error)
-        return status_record("fail_export", str(error))
+        return status_record(Status.FAIL_EXPORT, str(error))
     log.info(
         "ONNX export of %s: %s opset %d, %.1f MB, %.1f s%s",
         model_info["name"], info["exporter"], info["opset"], info["size_bytes"] / 1e6, info["export_s"],
         " (cached)" if info["cached"] else "",
     )
-    return {"status": "ok", **_public(info, "exporter", "opset", "export_s", "validate_max_rel", "inputs", "outputs")}
+    return {"status": Status.OK,
+            **_public(info, "exporter", "opset", "export_s", "validate_max_rel", "inputs", "outputs")}
 
 
 def optimize_onnx_node(
@@ -75,12 +77,12 @@ def optimize_onnx_node(
     onnxruntime variant will run: ``fp16`` (fused FP16) and ``fp32_fused`` (fused FP32, for
     variants with ``fused: true``, e.g. CUDA graphs, which the plain export's CPU shape ops block)."""
     artifacts = {"fp32": onnx_fp32}
-    if onnx_fp32.get("status") != "ok":
+    if onnx_fp32.get("status") != Status.OK:
         return artifacts
     on_gpu = resolve_device(benchmark.device).type == "cuda"
     for name in fused_graphs_wanted(benchmark):
         if not export.optimize:
-            artifacts[name] = status_record("skipped", "export.optimize is false")
+            artifacts[name] = status_record(Status.SKIPPED, "export.optimize is false")
             continue
         float16 = name == "fp16"
         artifacts[name] = _optimize(onnx_fp32, model_info, float16=float16, use_gpu=float16 or on_gpu)
@@ -119,14 +121,14 @@ def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16:
         )
     except Exception as error:  # noqa: BLE001 - an optimizer failure must not stop the other backends
         log.warning("ONNX Runtime optimization (%s) of %s failed: %s", label, model_info["name"], error)
-        return status_record("fail_export", f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
+        return status_record(Status.FAIL_EXPORT, f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
     log.info(
         "ONNX Runtime %s graph of %s (%s fusions for model_type %r): %s, %.1f MB, %.1f s%s",
         label, model_info["name"], info["model_type"], model_info["model_type"], info["fusions"] or "nothing fused",
         info["size_bytes"] / 1e6, info["optimize_s"], " (cached)" if info["cached"] else "",
     )
     return {
-        "status": "ok",
+        "status": Status.OK,
         **_public(info, "fusions", "fusion_error", "optimize_s", "float16", "model_type"),
         "exporter": onnx_fp32["exporter"],
         "opset": onnx_fp32["opset"],
