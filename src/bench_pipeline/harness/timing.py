@@ -31,11 +31,14 @@ def noise_limit(device_type: str) -> float:
 
 @dataclass(frozen=True)
 class StopRule:
-    warmup_iters: int = 10
-    warmup_s: float = 0.2
-    min_iters: int = 50
-    min_time_s: float = 1.0
-    max_time_s: float = 60.0
+    """When one round of one cell stops warming up and stops timing. No defaults here: the one
+    source of them is ``config.TimingSpec``, which the worker turns into this rule."""
+
+    warmup_iters: int
+    warmup_s: float
+    min_iters: int
+    min_time_s: float
+    max_time_s: float
 
 
 @dataclass
