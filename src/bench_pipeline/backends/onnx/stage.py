@@ -44,6 +44,26 @@ class ExportConfig(BaseModel):
     optimize: bool = True
 
 
+class ExportRecord(BaseModel):
+    """The plain export's stage record (``onnx_fp32``; ``export_artifacts["fp32"]``), typed: a missing or
+    mistyped fact fails here, at the stage, not in a backend that reads it. ``model_dump()`` is the same
+    dict (same keys, same order) the catalog has always held; a failure stays a ``status_record``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal[Status.OK] = Status.OK
+    path: str
+    sha256: str
+    size_bytes: int
+    cached: bool
+    exporter: str
+    opset: int
+    export_s: float
+    validate_max_rel: float
+    inputs: list[str]
+    outputs: list[str]
+
+
 def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, export: ExportConfig) -> dict[str, Any]:
     """The FP32 export, or its failure, or a skip when no enabled backend reads ONNX."""
     users = [name for name in users_of("onnx") if name in benchmark.enabled_backends()]
@@ -66,8 +86,7 @@ def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, exp
         model_info["name"], info["exporter"], info["opset"], info["size_bytes"] / 1e6, info["export_s"],
         " (cached)" if info["cached"] else "",
     )
-    return {"status": Status.OK,
-            **_public(info, "exporter", "opset", "export_s", "validate_max_rel", "inputs", "outputs")}
+    return ExportRecord(**{name: info[name] for name in ExportRecord.model_fields if name != "status"}).model_dump()
 
 
 def optimize_onnx_node(
