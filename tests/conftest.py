@@ -69,8 +69,9 @@ def copy_project(target: Path, benchmark: dict | None = None) -> Path:
     if benchmark:
         base = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_benchmark.yml").read_text())["benchmark"]
         # parameters merge softly: a backend left out of ``benchmark["backends"]`` is switched off
-        off = {name: {"enabled": False} for name in base["backends"] if name not in benchmark.get("backends", base["backends"])}
-        local = {"benchmark": base | LOOSE_GATE | benchmark | ({"backends": off | benchmark["backends"]} if off else {})}
+        wanted = benchmark.get("backends", base["backends"])
+        backends = {name: {"enabled": False} for name in base["backends"] if name not in wanted} | wanted
+        local = {"benchmark": base | LOOSE_GATE | benchmark | {"backends": backends}}
         (target / "conf/local/parameters_benchmark.yml").write_text(yaml.safe_dump(local))
     return target
 

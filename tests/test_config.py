@@ -131,7 +131,8 @@ def test_unknown_dynamo_backend_lists_the_registered_ones():
 
 
 def test_conflicting_onnxruntime_options_are_rejected():
-    message = error_of(backends={"onnxruntime": {"variants": [{"name": "g", "options": {"provider": "cpu", "cuda_graph": True}}]}})
+    variant = {"name": "g", "options": {"provider": "cpu", "cuda_graph": True}}
+    message = error_of(backends={"onnxruntime": {"variants": [variant]}})
     assert "cuda_graph needs provider 'cuda' or 'tensorrt'" in message
 
 
@@ -150,7 +151,8 @@ def test_a_backend_listed_twice_in_yaml_is_refused_naming_the_file(tmp_path):
 
     (tmp_path / "base").mkdir()
     (tmp_path / "local").mkdir()
-    (tmp_path / "base" / "parameters.yml").write_text("benchmark:\n  backends:\n    eager: {}\n    eager: {enabled: false}\n")
+    (tmp_path / "base" / "parameters.yml").write_text(
+        "benchmark:\n  backends:\n    eager: {}\n    eager: {enabled: false}\n")
     with pytest.raises(Exception, match="duplicate key eager") as caught:
         CONFIG_LOADER_CLASS(str(tmp_path), base_env="base", default_run_env="local")["parameters"]
     assert f'"{tmp_path / "base" / "parameters.yml"}", line 4' in str(caught.value)
@@ -171,7 +173,8 @@ def test_lists_from_the_command_line_are_space_separated_and_one_value_is_a_list
 def test_a_grid_too_large_for_the_gpu_is_a_warning_naming_the_cell():
     from bench_pipeline.pipelines.model.nodes import warn_if_grid_may_not_fit
 
-    bert_base = {"num_parameters": 109_482_240, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}
+    bert_base = {"num_parameters": 109_482_240, "hidden_size": 768, "num_attention_heads": 12,
+                 "intermediate_size": 3072}
     config = BenchmarkConfig(grid={"batch_sizes": [1, 256], "sequence_lengths": [128, 512]})
     assert warn_if_grid_may_not_fit(bert_base, config, free_bytes=80 * 2**30) is None
     message = warn_if_grid_may_not_fit(bert_base, config, free_bytes=2 * 2**30)

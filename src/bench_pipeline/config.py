@@ -183,7 +183,8 @@ class BenchmarkConfig(_Strict):
     noise: NoiseSpec = Field(default_factory=NoiseSpec)
     tolerances: dict[str, Tolerance] = Field(default_factory=_default_tolerances)
     backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
-    threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all usable cores (clamped to them)
+    # CPU threads for torch and ONNX Runtime; None: all usable cores (clamped to them)
+    threads: PositiveInt | None = None
     seed: int = 0
     resume: bool = True  # reuse cells already in the journal for the same config and environment
     # "process": each measured unit (backend x variant x precision) runs in its own worker process,

@@ -61,7 +61,8 @@ def params_read_by_pipelines() -> set[str]:
 
     names = {name for pipeline in pipelines.values() for name in pipeline.datasets()}
     # a node that takes "parameters" reads every key: then nothing is unknown
-    return {n.removeprefix("params:").split(".")[0] for n in names if n.startswith("params:")} | ({"parameters"} & names)
+    read = {n.removeprefix("params:").split(".")[0] for n in names if n.startswith("params:")}
+    return read | ({"parameters"} & names)
 
 
 class BenchMlflowHook(MlflowHook):
@@ -94,7 +95,8 @@ class BenchMlflowHook(MlflowHook):
     def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
         typed = {name: value for name, value in inputs.items() if isinstance(value, BaseModel)}
         flattened = {
-            name: value.model_dump(mode="json") for name, value in typed.items() if not isinstance(value, BenchmarkConfig)
+            name: value.model_dump(mode="json")
+            for name, value in typed.items() if not isinstance(value, BenchmarkConfig)
         }
         plain = {name: value for name, value in inputs.items() if name not in typed} | flattened
         super().before_node_run(node, catalog, plain, is_async)

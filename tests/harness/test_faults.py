@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from bench_pipeline.backends import REGISTRY
-from bench_pipeline.backends.descriptor import BackendDescriptor
 from bench_pipeline.backends.base import Backend, BackendContext, Cell
+from bench_pipeline.backends.descriptor import BackendDescriptor
 from bench_pipeline.backends.eager.runtime import EagerBackend
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
-from bench_pipeline.model.source import resolve_model
-from bench_pipeline.model.reference import compute_reference
 from bench_pipeline.harness.sweep import run_backend
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import resolve_model
+
+pytestmark = pytest.mark.slow  # real sweeps whose workers crash, hang, run out of memory
 
 CELLS = [Cell(1, 16), Cell(1, 32), Cell(2, 16)]
 FAST = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 3, "min_time_s": 0, "max_time_s": 5}

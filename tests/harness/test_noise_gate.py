@@ -12,12 +12,12 @@ import torch
 
 from bench_pipeline.backends.base import BackendContext, Cell
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
-from bench_pipeline.system.device import configure_torch
 from bench_pipeline.harness.journal import Journal, reusable
 from bench_pipeline.harness.machine_load import contamination, effective_threads, usable_cores
-from bench_pipeline.model.source import resolve_model
-from bench_pipeline.model.reference import compute_reference
 from bench_pipeline.harness.sweep import run_backend
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import resolve_model
+from bench_pipeline.system.device import configure_torch
 
 CELLS = [Cell(1, 16), Cell(2, 16)]
 TIMING = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 20, "min_time_s": 0.3, "max_time_s": 10}
@@ -43,6 +43,7 @@ def busy_processes(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
+@pytest.mark.slow  # a real sweep beside processes that keep every core busy, run twice
 def test_cells_timed_beside_busy_processes_are_unstable_and_measured_again_on_rerun(setup, tmp_path):
     journal = Journal(tmp_path / "eager.jsonl")
     load = busy_processes(usable_cores())  # every core kept busy by someone else

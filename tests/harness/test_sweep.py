@@ -8,16 +8,15 @@ import pytest
 import torch
 
 from bench_pipeline.backends import REGISTRY
-from bench_pipeline.backends.descriptor import BackendDescriptor
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure
+from bench_pipeline.backends.descriptor import BackendDescriptor
 from bench_pipeline.backends.eager.runtime import EagerBackend
-from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.model.source import _cpu_has_native_bf16, resolve_model
-from bench_pipeline.config import ModelSpec
-from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.harness.journal import Journal
-from bench_pipeline.system.device import configure_torch
 from bench_pipeline.harness.sweep import run_backend
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import _cpu_has_native_bf16, resolve_model
+from bench_pipeline.system.device import configure_torch
 
 CELLS = [Cell(1, 16), Cell(2, 32)]
 FAST = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 5, "min_time_s": 0, "max_time_s": 5}

@@ -27,7 +27,8 @@ def test_the_onnx_export_joins_only_with_a_backend_that_needs_it():
 
 
 def test_a_new_backend_with_a_build_step_is_one_descriptor(monkeypatch):
-    step = BuildStep(f"{__name__}:convert_node", ("model_info", "params:benchmark"), "openvino_artifacts", "convert_node")
+    step = BuildStep(f"{__name__}:convert_node", ("model_info", "params:benchmark"), "openvino_artifacts",
+                     "convert_node")
     descriptor = BackendDescriptor("openvino", runtime="nowhere:Backend", build=(step,),
                                    reads={"openvino": "openvino_artifacts"})
     monkeypatch.setitem(REGISTRY, "openvino", descriptor)

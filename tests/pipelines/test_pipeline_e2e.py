@@ -10,11 +10,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
-import yaml
-
 from conftest import FAST_TIMING, copy_project, kedro
+
+pytestmark = pytest.mark.slow  # whole `kedro run`s in subprocesses
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,8 @@ def test_mlflow_run_is_named_after_what_it_measured(finished_run, tiny_bert_dir)
     project, _ = finished_run
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     run = mlflow.search_runs(experiment_names=["bench_pipeline"], output_format="list")[0]
-    assert re.fullmatch(rf"{tiny_bert_dir.name} · cpu · \d{{4}}-\d\d-\d\d \d\d:\d\d", run.info.run_name), run.info.run_name
+    name = run.info.run_name
+    assert re.fullmatch(rf"{tiny_bert_dir.name} · cpu · \d{{4}}-\d\d-\d\d \d\d:\d\d", name), name
 
 
 def test_typed_configs_are_json_artifacts_and_flat_params_not_repr_strings(finished_run):
@@ -174,7 +176,8 @@ def test_the_experiment_opens_on_its_runs_not_on_genai_traces(finished_run):
 
 def test_a_typo_at_the_top_of_params_fails_before_any_node_naming_the_known_keys(tmp_path):
     project = copy_project(tmp_path)
-    output = failed_before_any_node(kedro(project, "run", "--pipelines=benchmark", "--params", "benchmrk.grid.batch_sizes=4"))
+    output = failed_before_any_node(
+        kedro(project, "run", "--pipelines=benchmark", "--params", "benchmrk.grid.batch_sizes=4"))
     assert "--params: unknown key(s) ['benchmrk'] (did you mean 'benchmark'?)" in output
     assert "'export'" in output and "'tensorrt_build'" in output
 

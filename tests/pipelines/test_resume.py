@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 from bench_pipeline.harness.journal import Journal
 from conftest import copy_project, kedro_env
 
+pytestmark = pytest.mark.slow  # `kedro run`s killed and resumed
+
 SLOW_TIMING = {"warmup_iters": 2, "warmup_s": 0, "min_iters": 5, "min_time_s": 1.0}
 CELLS = 9  # 3 batch sizes x 3 sequence lengths, fp32, eager only
 

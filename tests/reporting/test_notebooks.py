@@ -19,6 +19,8 @@ from bench_pipeline.reporting.study import (
 )
 from conftest import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow  # executes notebooks/ in a Jupyter kernel
+
 NOTEBOOK = PROJECT_ROOT / "notebooks/compare_backends.ipynb"
 GPU_RESULTS = PROJECT_ROOT / "benchmarks/results/2026-11-26-h200-bert-base/results.csv"
 

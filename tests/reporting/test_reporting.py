@@ -19,10 +19,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from bench_pipeline import reporting  # noqa: E402
-from bench_pipeline.pipelines.report.nodes import mlflow_metrics  # noqa: E402
-from bench_pipeline.reporting.tables import decide_winner  # noqa: E402
-from bench_pipeline.reporting.roofline import GpuPeak, matmul_parameters, roofline_ms  # noqa: E402
 from bench_pipeline.harness.results import make_row, to_frame  # noqa: E402
+from bench_pipeline.pipelines.report.nodes import mlflow_metrics  # noqa: E402
+from bench_pipeline.reporting.roofline import GpuPeak, matmul_parameters, roofline_ms  # noqa: E402
+from bench_pipeline.reporting.tables import decide_winner  # noqa: E402
 
 GPU_ENV = {
     "gpu.name": "NVIDIA H100 80GB HBM3",
@@ -414,8 +414,8 @@ def test_an_empty_results_table_gives_a_report_that_says_nothing_ran():
 
 
 def test_cells_measured_on_a_throttled_gpu_are_listed_in_the_report():
-    from bench_pipeline.reporting import markdown_summary
     from bench_pipeline.harness.results import make_row, to_frame
+    from bench_pipeline.reporting import markdown_summary
 
     common = dict(model="m", variant="default", seq=128, device="cuda:0", mean_ms=1.0, p50_ms=1.0, p90_ms=1.1,
                   p99_ms=1.2, cosine=1.0, max_abs=0.0, mean_abs=0.0)

@@ -19,6 +19,8 @@ import pytest
 from conftest import FAST_TIMING, copy_project, kedro
 from ui_helpers import LOOPBACK, background_server, free_port, get_json, http_get, post_json
 
+pytestmark = [pytest.mark.slow, pytest.mark.ui]  # a `kedro run`, then an MLflow server over HTTP
+
 EXPERIMENT = "bench_pipeline"
 CELL_METRIC = "p50_ms/eager.default/fp32/b2_s16"
 BY_BATCH_METRIC = "p50_ms_by_batch/eager.default/fp32/s16"

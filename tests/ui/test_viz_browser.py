@@ -22,9 +22,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from bench_pipeline.backends import runnable
 from bench_pipeline.pipeline_registry import register_pipelines
-from conftest import PROJECT_ROOT
-from conftest import copy_project, kedro
+from conftest import PROJECT_ROOT, copy_project, kedro
 from ui_helpers import LOOPBACK, background_server, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.ui]  # kedro viz in a headless browser
 
 SCREENSHOT = PROJECT_ROOT / "tests" / "artifacts" / "kedro_viz_flowchart.png"
 RENDER_TIMEOUT_S = 120
@@ -148,7 +149,8 @@ def test_site_has_every_node_and_one_namespace_per_backend(viz_main):
     pipeline = register_pipelines()["__default__"]
     tasks = {full_name(n) for n in default_nodes(viz_main, "task")}
     assert tasks == {node.name for node in pipeline.nodes}
-    assert {"resolve_model_node", "aggregate_results_node", "render_report_node", "eager.plan_node", "measure_node"} <= tasks
+    assert {"resolve_model_node", "aggregate_results_node", "render_report_node", "eager.plan_node",
+            "measure_node"} <= tasks
     namespaces = {n["name"] for n in default_nodes(viz_main, "modularPipeline")}
     assert set(runnable()) <= namespaces
     for backend in runnable():

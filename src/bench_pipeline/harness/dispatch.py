@@ -10,7 +10,7 @@ the GPU spent waiting for the host.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,7 +41,9 @@ def _burst_us(x: torch.Tensor, sync: Callable[[], None]) -> float:
     return float(np.median(per_op))
 
 
-def dispatch_share(fn: Callable[[], None], stream: torch.cuda.Stream | None, p50_ms: float, calls: int = 5) -> float | None:
+def dispatch_share(
+    fn: Callable[[], None], stream: torch.cuda.Stream | None, p50_ms: float, calls: int = 5
+) -> float | None:
     """1 - (GPU-only time / p50): the share of a call in which the GPU idled, waiting for launches.
 
     The GPU-only time is measured by holding the stream in a spin kernel (``torch.cuda._sleep``)

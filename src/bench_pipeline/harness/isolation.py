@@ -20,8 +20,9 @@ import signal
 from typing import Any
 
 from bench_pipeline.backends.base import Cell
-from bench_pipeline.system.device import configure_torch
+from bench_pipeline.harness.status import Status
 from bench_pipeline.harness.unit import UnitSession
+from bench_pipeline.system.device import configure_torch
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -64,7 +65,7 @@ class WorkerUnit:
         try:
             return self.conn.recv()
         except EOFError:
-            return {"status": "crashed", "reason": f"the worker process died while opening ({self._exit()})"}
+            return {"status": Status.CRASHED, "reason": f"the worker process died while opening ({self._exit()})"}
 
     def measure(self, cell: Cell, round_index: int) -> dict[str, Any]:
         if self.process is None:  # the last cell killed it: a fresh worker for this one
@@ -77,13 +78,14 @@ class WorkerUnit:
         if not self.conn.poll(self.timeout_s):
             self.process.kill()
             self._forget()
-            return {"status": "timeout", "reason": f"no result within cell_timeout_s={self.timeout_s} s; the worker was killed"}
+            return {"status": Status.TIMEOUT,
+                    "reason": f"no result within cell_timeout_s={self.timeout_s} s; the worker was killed"}
         try:
             return self.conn.recv()
         except EOFError:
             reason = f"the worker process died ({self._exit()})"
             self._forget()
-            return {"status": "crashed", "reason": reason}
+            return {"status": Status.CRASHED, "reason": reason}
 
     def close(self) -> None:
         if self.process is None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bench_pipeline.harness.status import Status
+
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
@@ -26,7 +28,7 @@ JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appe
 # Statuses that are a result worth keeping. Errors, OOMs, timeouts and crashes are retried, and
 # so are skips: a library installed or fixed since may make the cell runnable. An ``unstable``
 # cell is measured again: its numbers were contaminated or its rounds disagreed.
-REUSABLE = ("ok", "fail_accuracy", "unsupported")
+REUSABLE = (Status.OK, Status.FAIL_ACCURACY, Status.UNSUPPORTED)
 
 
 def reusable(row: dict[str, Any]) -> bool:
@@ -79,7 +81,8 @@ def key_context(
     settings that shape a measurement, the environment fingerprint and the stage artifacts."""
     return {
         "model": {k: model_info[k] for k in ("path", "name", "weights_sha256")},
-        "settings": config.model_dump(include={"timing", "rounds", "noise", "isolation", "tolerances", "seed", "threads", "device"}),
+        "settings": config.model_dump(
+            include={"timing", "rounds", "noise", "isolation", "tolerances", "seed", "threads", "device"}),
         "environment": environment_fingerprint(environment),
         "artifacts": artifact_hashes(artifacts),
     }

@@ -11,24 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-# What a cell's status may be. "ok" is the only status with timing numbers that count.
-STATUSES = (
-    "ok",  # measured, parity within tolerance
-    "fail_accuracy",  # measured, but outputs outside tolerance: numbers kept, never a winner
-    "unsupported",  # the device cannot run this precision/backend (e.g. FP16 on CPU)
-    "skipped",  # a library or provider is missing, or the GPU is not supported by it
-    "error",  # the backend raised while running the cell
-    "oom",  # out of memory
-    "timeout",  # the cell ran past its time limit
-    "crashed",  # the worker process died (segfault in a native library)
-    "fail_export",  # ONNX export failed
-    "fail_build",  # TensorRT engine build failed
-    "fail_compile",  # torch.compile failed
-    "unstable",  # measured, but its rounds disagreed or another process competed for the machine: never a result
-)
+from bench_pipeline.harness.status import Status
+
+# What a cell's status may be (``status.Status``; the plain strings rows carry). Only "ok" has
+# timing numbers that count.
+STATUSES = tuple(status.value for status in Status)
 
 # Statuses whose numbers are trustworthy enough to compare, rank and publish as metrics.
-TRUSTED = ("ok",)
+TRUSTED = (Status.OK,)
 
 KEY_COLUMNS = ["backend", "variant", "precision", "batch", "seq"]
 
@@ -91,7 +81,7 @@ def make_row(**fields: Any) -> dict[str, Any]:
     status = fields.get("status")
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; allowed: {list(STATUSES)}")
-    return {column: fields.get(column) for column in COLUMNS}
+    return {column: fields.get(column) for column in COLUMNS} | {"status": Status(status).value}
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -99,7 +89,7 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def status_record(status: str, reason: str) -> dict[str, Any]:
+def status_record(status: Status, reason: str) -> dict[str, Any]:
     """An earlier stage's record for an artifact it could not make; backends turn it into rows."""
     return {"status": status, "reason": reason}
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench_pipeline.backends import REGISTRY, instantiate
-from bench_pipeline.backends.base import BackendContext, Cell
+from bench_pipeline.backends.base import BackendContext, Cell, classify
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
 from bench_pipeline.harness.isolation import LocalUnit, WorkerUnit
 from bench_pipeline.harness.journal import Journal, cell_key, reusable
@@ -39,8 +39,9 @@ from bench_pipeline.harness.stats import (
     round_spread,
     unpaired_speedup,
 )
+from bench_pipeline.harness.status import Status
 from bench_pipeline.harness.timing import noise_limit, summarize
-from bench_pipeline.harness.unit import Reference, classify, reference_for
+from bench_pipeline.harness.unit import Reference, reference_for
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def plan_units(
             payload = {
                 "target": REGISTRY[name].runtime, "variant": variant.name, "options": variant.options,
                 "precision": precision, "config": config, "ctx": ctx, "base": base,
-                "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v for c in ctx.cells for k, v in reference_for(reference, c).items()},
+                "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v
+                              for c in ctx.cells for k, v in reference_for(reference, c).items()},
             }
             reused = {c: done[k] for c, k in keys.items() if k in done and reusable(done[k]["row"])}
             unit = Unit(name, variant.name, precision, payload, list(ctx.cells), keys, reused, journal)
@@ -120,7 +122,8 @@ def _precheck(unit: Unit, ctx: BackendContext) -> dict[str, Any] | None:
         instantiate(unit.payload["target"]).precheck(ctx, unit.variant, unit.precision, unit.payload["options"])
     except Exception as error:  # noqa: BLE001 - a missing library is a skip, not the end of the run
         status, reason = classify(error)
-        return {"status": status, "reason": reason, "costs": getattr(error, "costs", {}), "extra": getattr(error, "extra", {})}
+        return {"status": status, "reason": reason,
+                "costs": getattr(error, "costs", {}), "extra": getattr(error, "extra", {})}
     return None
 
 
@@ -207,7 +210,8 @@ def _one_round(units: list[Unit], pending: set[Unit], cell: Cell, round_index: i
         if unit.journal:
             unit.journal.append_round(unit.keys[cell], round_index, result)
         if result["status"] != "measured":  # a failure is final for the cell: no more rounds
-            log.warning("%s %s: %s: %s", unit.label, cell_name(cell.batch, cell.seq), result["status"], result["reason"])
+            log.warning("%s %s: %s: %s", unit.label, cell_name(cell.batch, cell.seq),
+                        result["status"], result["reason"])
             pending.discard(unit)
 
 
@@ -240,7 +244,8 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     results = unit.rounds.get(cell, {})
     measured = {r: res for r, res in results.items() if res["status"] == "measured"}
     failed = next((res for res in results.values() if res["status"] != "measured"), None)
-    fields = unit.base | {"batch": cell.batch, "seq": cell.seq, "device": opened["device"], "setup_s": opened["setup_s"]}
+    fields = unit.base | {"batch": cell.batch, "seq": cell.seq,
+                          "device": opened["device"], "setup_s": opened["setup_s"]}
     fields |= opened["costs"]
     extra = dict(opened["extra"]) | {"sweep_id": sweep_id}
     if not measured:
@@ -267,7 +272,8 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
         "round_p50_ms": {str(r): float(np.median(t)) for r, t in sorted(all_rounds.items())},
         "warmup_calls": [res["warmup_calls"] for _, res in sorted(measured.items())],
         "other_cores": [res["other_cores"] for _, res in sorted(measured.items())],
-        "device_memory_used_mb": max((res["device_memory_used_mb"] or 0 for res in measured.values()), default=None) or None,
+        "device_memory_used_mb":
+            max((res["device_memory_used_mb"] or 0 for res in measured.values()), default=None) or None,
         "measurement_notes": [n for res in measured.values() for n in res["notes"]] or None,
     }
     shares = [measured[r]["dispatch_share"] for r in counted_ids if measured[r]["dispatch_share"] is not None]
@@ -302,19 +308,21 @@ def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config
     if failed:
         return failed["status"], failed["reason"]
     if accuracy:
-        return "fail_accuracy", accuracy
+        return Status.FAIL_ACCURACY, accuracy
     needed = config.rounds.count
     if n_clean < needed:
-        return "unstable", f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {contaminated}"
+        return Status.UNSTABLE, f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {contaminated}"
     if spread is not None and spread > config.rounds.max_spread:
-        return "unstable", (
+        return Status.UNSTABLE, (
             f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "
             f"(allowed {config.rounds.max_spread:.0%}) after {n_measured} rounds"
         )
-    return "ok", None
+    return Status.OK, None
 
 
-def _add_speedups(units: list[Unit], cell: Cell, rows: dict[tuple[Unit, Cell], dict[str, Any]], raw: dict[str, Rounds]) -> None:
+def _add_speedups(
+    units: list[Unit], cell: Cell, rows: dict[tuple[Unit, Cell], dict[str, Any]], raw: dict[str, Rounds]
+) -> None:
     """Each measured row's speedup over the baseline at ``cell``, with its interval: paired round
     by round where both were measured in this sweep, otherwise resampled independently."""
     baseline = next((u for u in units if (u.backend, u.variant, u.precision) == BASELINE), None)

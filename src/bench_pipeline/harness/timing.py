@@ -9,13 +9,15 @@ host clock, on CPU ``perf_counter_ns``. Raw per-call times are kept for the arti
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
 from bench_pipeline.harness.stats import robust_cov
+
+CPU = torch.device("cpu")  # measure's default device: one module-level value, not a call per default
 
 # How much the calls of one round may scatter (robust CoV, ``stats.robust_cov``) before the cell
 # is flagged noisy. A GPU replays the same kernels: 2.5 %. A shared CPU core is preempted by the
@@ -29,11 +31,14 @@ def noise_limit(device_type: str) -> float:
 
 @dataclass(frozen=True)
 class StopRule:
-    warmup_iters: int = 10
-    warmup_s: float = 0.2
-    min_iters: int = 50
-    min_time_s: float = 1.0
-    max_time_s: float = 60.0
+    """When one round of one cell stops warming up and stops timing. No defaults here: the one
+    source of them is ``config.TimingSpec``, which the worker turns into this rule."""
+
+    warmup_iters: int
+    warmup_s: float
+    min_iters: int
+    min_time_s: float
+    max_time_s: float
 
 
 @dataclass
@@ -103,7 +108,7 @@ def measure(
     fn: Callable[[], None],
     rule: StopRule,
     *,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
     stream: torch.cuda.Stream | None = None,
     now_ns: Callable[[], int] = time.perf_counter_ns,
 ) -> Measurement:
@@ -122,7 +127,8 @@ def measure(
         if len(times) >= rule.min_iters and elapsed_s >= rule.min_time_s:
             break
         if elapsed_s >= rule.max_time_s and times:
-            notes.append(f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
+            notes.append(
+                f"stopped at max_time_s={rule.max_time_s}s after {len(times)} calls (min_iters={rule.min_iters})")
             break
         t, h = clock.time_call(fn)
         times.append(t)

@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from bench_pipeline.backends import instantiate
-from bench_pipeline.backends.base import Cell, CellFailure, CellRunner, Session, is_out_of_memory
+from bench_pipeline.backends.base import Cell, CellRunner, Session, classify
 from bench_pipeline.harness.dispatch import dispatch_share
-from bench_pipeline.system.environment import gpu_state_snapshot, state_warnings
 from bench_pipeline.harness.machine_load import LoadWatch, contamination
-from bench_pipeline.model.source import make_inputs
 from bench_pipeline.harness.parity import compare
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.timing import StopRule, measure
+from bench_pipeline.model.source import make_inputs
+from bench_pipeline.system.environment import gpu_state_snapshot, state_warnings
 
 Reference = dict[str, Any]  # "bB_sS/<output>" -> FP32 eager output
 
@@ -53,11 +53,13 @@ class UnitSession:
         """``{"status": "open", setup facts}``, or the failure that every cell of the unit shares."""
         try:
             backend = instantiate(self.payload["target"])
-            self.session = backend.open(self.ctx, self.payload["variant"], self.payload["precision"], self.payload["options"])
+            self.session = backend.open(self.ctx, self.payload["variant"], self.payload["precision"],
+                                        self.payload["options"])
         except Exception as error:  # noqa: BLE001 - every failure becomes rows, the sweep goes on
             status, reason = classify(error)
             release(self.ctx.device)
-            return {"status": status, "reason": reason, "costs": getattr(error, "costs", {}), "extra": getattr(error, "extra", {})}
+            return {"status": status, "reason": reason,
+                    "costs": getattr(error, "costs", {}), "extra": getattr(error, "extra", {})}
         session = self.session
         return {
             "status": "open",
@@ -78,7 +80,8 @@ class UnitSession:
             runner = self.runners[cell]
             allocated_before = _reset_peak_memory(device)
             watch = LoadWatch.start()
-            measurement = measure(runner.run, StopRule(**self.config.timing.model_dump()), device=device, stream=runner.cuda_stream)
+            measurement = measure(runner.run, StopRule(**self.config.timing.model_dump()), device=device,
+                                  stream=runner.cuda_stream)
             other_cores = watch.other_cores()
             parity = None
             if first_round:
@@ -125,19 +128,6 @@ class UnitSession:
             self.session.close()
             self.session = None
         release(self.ctx.device)
-
-
-def classify(error: BaseException) -> tuple[str, str]:
-    """(status, reason) of an exception that stopped a unit or a cell."""
-    if isinstance(error, CellFailure):
-        return error.status, error.reason
-    text = str(error).strip()
-    message = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-    if isinstance(error, ImportError):
-        return "skipped", f"a library this backend needs is not installed: {message}"
-    if is_out_of_memory(error):
-        return "oom", message
-    return "error", message
 
 
 def release(device: torch.device) -> None:

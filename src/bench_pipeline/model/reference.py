@@ -7,13 +7,14 @@ import torch
 
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.backends.eager.runtime import TorchRunner
-from bench_pipeline.model.source import load_model, make_inputs
 from bench_pipeline.harness.results import cell_name
+from bench_pipeline.model.source import load_model, make_inputs
 
 
 def compute_reference(model_info: dict, cells: list[Cell], device: torch.device, seed: int) -> dict[str, np.ndarray]:
     """FP32, TF32 off (``devices.configure_torch``), on the benchmark device; keys ``bB_sS/<output>``."""
-    module = load_model(model_info["path"], "fp32", device, trust_remote_code=model_info.get("trust_remote_code", False))
+    module = load_model(model_info["path"], "fp32", device,
+                        trust_remote_code=model_info.get("trust_remote_code", False))
     reference: dict[str, np.ndarray] = {}
     for cell in cells:
         inputs = {k: v.to(device) for k, v in make_inputs(model_info["path"], cell.batch, cell.seq, seed).items()}

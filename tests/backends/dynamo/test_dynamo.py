@@ -16,7 +16,6 @@ from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters
 
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.dynamo.runtime import DynamoBackend
 from bench_pipeline.backends.dynamo.compile import (
     CompileSpec,
     compile_variant,
@@ -24,8 +23,9 @@ from bench_pipeline.backends.dynamo.compile import (
     validate_variant_options,
     warm_up_compiler,
 )
-from bench_pipeline.model.source import load_model, make_inputs
+from bench_pipeline.backends.dynamo.runtime import DynamoBackend
 from bench_pipeline.backends.dynamo.stage import record
+from bench_pipeline.model.source import load_model, make_inputs
 from conftest import PROJECT_ROOT
 
 CPU = torch.device("cpu")
@@ -206,14 +206,15 @@ def test_inductor_without_a_cpp_compiler_gets_a_clear_status(tiny_model, tmp_pat
     assert "inductor on CPU needs a working C++ compiler" in compiled.reason and "no-such-g++" in compiled.reason
 
 
+@pytest.mark.slow  # the model, compile, plan and measure nodes through a Kedro runner
 def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     """model stage -> dynamo compile node (costs) -> plan -> the unit's worker compiles and is timed -> rows."""
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.runner import SequentialRunner
 
+    from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
     from bench_pipeline.config import BenchmarkConfig
     from bench_pipeline.pipelines import benchmark, model
-    from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
 
     config = BenchmarkConfig(
         model={"source": "local", "name": str(tiny_bert_dir)},

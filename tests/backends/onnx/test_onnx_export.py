@@ -14,9 +14,8 @@ import pytest
 import torch
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from pydantic import ValidationError
 
-from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
 from bench_pipeline.backends.onnx.export import (
     OnnxExportError,
     artifact_sha256,
@@ -26,11 +25,12 @@ from bench_pipeline.backends.onnx.export import (
     optimize_onnx,
     optimizer_model_type,
 )
+from bench_pipeline.backends.onnx.stage import ExportConfig, ExportRecord, export_onnx_node, fused_graphs_wanted
+from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
 from bench_pipeline.pipelines.benchmark import backend_pipeline
 from bench_pipeline.system.files import file_sha256
-from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
-from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, fused_graphs_wanted
-
 from conftest import DEBERTA_V2, save_tiny_bert, save_tiny_encoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -187,7 +187,7 @@ def test_bad_arguments_fail_early(tiny_bert_dir, tmp_path):
 
 
 def test_an_encoder_the_optimizer_does_not_know_gets_its_generic_bert_path():
-    assert optimizer_model_type("roberta") == optimizer_model_type("deberta-v2") == optimizer_model_type("albert") == "bert"
+    assert {optimizer_model_type(name) for name in ("roberta", "deberta-v2", "albert")} == {"bert"}
     assert optimizer_model_type("vit") == "vit"  # one it knows keeps its own
 
 
@@ -308,6 +308,20 @@ def test_two_models_in_directories_of_one_name_keep_their_own_exports(tmp_path):
     again = export_onnx_node(first, benchmark, export)  # the second did not evict the first...
     assert again["cached"] is True and again["sha256"] == exported[0]["sha256"]
     assert file_sha256(exported[1]["path"]) == exported[1]["sha256"]  # ...nor overwrite its file
+    # the typed record (ExportRecord) is persisted as the same JSON dict as before: keys, order, values
+    assert list(again) == ["status", "path", "sha256", "size_bytes", "cached", "exporter", "opset", "export_s",
+                           "validate_max_rel", "inputs", "outputs"]
+    assert json.loads(json.dumps(again))["status"] == "ok" and again["inputs"][0] == "input_ids"
+
+
+def test_an_export_record_with_a_missing_or_mistyped_fact_fails_at_the_stage():
+    facts = {"path": "m.onnx", "sha256": "ab", "size_bytes": 10, "cached": False, "exporter": "torchscript",
+             "opset": 17, "export_s": 1.0, "validate_max_rel": 1e-6, "inputs": ["input_ids"], "outputs": ["x"]}
+    assert ExportRecord(**facts).model_dump() == {"status": "ok", **facts}
+    with pytest.raises(ValidationError, match="opset"):
+        ExportRecord(**facts | {"opset": "seventeen"})
+    with pytest.raises(ValidationError, match="sha256"):
+        ExportRecord(**{k: v for k, v in facts.items() if k != "sha256"})
 
 
 # --- the Kedro stage ---------------------------------------------------------------------------

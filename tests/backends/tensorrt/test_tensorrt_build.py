@@ -19,10 +19,7 @@ import pytest
 import torch
 
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.tensorrt.runtime import TensorRTBackend
-from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.backends.onnx.export import export_onnx
-from bench_pipeline.system.files import file_sha256
 from bench_pipeline.backends.tensorrt.build import (
     RTX,
     EngineError,
@@ -38,6 +35,9 @@ from bench_pipeline.backends.tensorrt.build import (
     resolve_target,
     rtx_targets,
 )
+from bench_pipeline.backends.tensorrt.runtime import TensorRTBackend
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.system.files import file_sha256
 
 pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed (pip install tensorrt-rtx)")
 

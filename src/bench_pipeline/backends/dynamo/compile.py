@@ -30,13 +30,16 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+
+from bench_pipeline.backends.base import is_out_of_memory
+from bench_pipeline.harness.status import Status
 
 OPTION_KEYS = ("backend", "mode", "dynamic", "fullgraph", "options", "attn_implementation")
 ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa")
@@ -161,7 +164,7 @@ class CompileSpec:
 class CellCompile:
     """One grid cell's first calls. ``status`` is a result status (ok, fail_compile, oom, skipped)."""
 
-    status: str = "ok"
+    status: str = Status.OK
     reason: str | None = None
     cold_s: float | None = None
     warm_s: float | None = None
@@ -182,7 +185,7 @@ class CompiledVariant:
     """A compiled module and what it cost. ``status`` other than ok: nothing was compiled."""
 
     spec: CompileSpec
-    status: str = "ok"
+    status: str = Status.OK
     reason: str | None = None
     module: Callable[..., Any] | None = None
     cells: dict[str, CellCompile] = field(default_factory=dict)
@@ -197,11 +200,11 @@ def unavailable(spec: CompileSpec, device: torch.device) -> tuple[str, str] | No
     if spec.backend in LIBRARY_BACKENDS:
         missing = _library_backend_missing(spec.backend)
         if missing:
-            return "skipped", missing
+            return Status.SKIPPED, missing
     if device.type != "cuda" and spec.requests_cuda_graphs():
-        return "unsupported", f"CUDA graphs ({_cuda_graph_request(spec)}) need a CUDA device, not {device}"
+        return Status.UNSUPPORTED, f"CUDA graphs ({_cuda_graph_request(spec)}) need a CUDA device, not {device}"
     if device.type != "cuda" and spec.backend in ("tensorrt", "torch_tensorrt"):
-        return "unsupported", f"backend {spec.backend!r} needs a CUDA device, not {device}"
+        return Status.UNSUPPORTED, f"backend {spec.backend!r} needs a CUDA device, not {device}"
     if device.type == "cpu" and spec.backend == "inductor":
         return _missing_cpp_compiler()
     return None
@@ -236,7 +239,7 @@ def _missing_cpp_compiler() -> tuple[str, str] | None:
     try:
         cpp_builder.get_cpp_compiler()
     except exc.InvalidCxxCompiler as error:
-        return "skipped", _no_compiler_reason(error)
+        return Status.SKIPPED, _no_compiler_reason(error)
     return None
 
 
@@ -282,7 +285,7 @@ def compile_variant(
             clear_caches()  # warm must come from the cache files, as in a new process
             result.module = compile_module(model, spec, len(cell_inputs))
             for name, inputs in cell_inputs.items():
-                if result.cells[name].status == "ok":
+                if result.cells[name].status == Status.OK:
                     _warm_first_call(result, name, inputs, device)
     return result
 
@@ -339,7 +342,7 @@ def _cold_first_call(
         # A static compile must compile every new shape; none means dynamo gave up (e.g. its
         # recompile limit) and this shape would run eagerly under the compiled variant's name.
         return CellCompile(
-            status="fail_compile",
+            status=Status.FAIL_COMPILE,
             reason=f"backend {result.spec.backend!r}: dynamo compiled nothing for this new shape and would run it "
             f"eagerly (recompile_limit={torch._dynamo.config.recompile_limit} reached?)",
             cold_s=seconds,
@@ -380,14 +383,14 @@ def classify_error(error: BaseException, backend: str) -> tuple[str, str]:
 
     chain = _exception_chain(error)
     if any(isinstance(e, exc.InvalidCxxCompiler) for e in chain):
-        return "skipped", _no_compiler_reason(next(e for e in chain if isinstance(e, exc.InvalidCxxCompiler)))
+        return Status.SKIPPED, _no_compiler_reason(next(e for e in chain if isinstance(e, exc.InvalidCxxCompiler)))
     root = chain[-1]
     message = f"backend {backend!r}: {type(root).__name__}: {_summary(str(root))}"
-    if any(isinstance(e, (torch.OutOfMemoryError, MemoryError)) for e in chain):
-        return "oom", message
+    if any(is_out_of_memory(e) for e in chain):
+        return Status.OOM, message
     if any(isinstance(e, (ImportError, exc.TritonMissing)) for e in chain):
-        return "skipped", message  # a library the backend needs is missing
-    return "fail_compile", message
+        return Status.SKIPPED, message  # a library the backend needs is missing
+    return Status.FAIL_COMPILE, message
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:

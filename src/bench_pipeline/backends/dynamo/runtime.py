@@ -16,9 +16,15 @@ from typing import Any
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
+from bench_pipeline.backends.dynamo.compile import (
+    CompileSpec,
+    compile_module,
+    compiler_caches_in,
+    validate_variant_options,
+)
 from bench_pipeline.backends.eager.runtime import TorchRunner, check_precision, module_bytes, open_torch_model
-from bench_pipeline.backends.dynamo.compile import CompileSpec, compile_module, compiler_caches_in, validate_variant_options
 from bench_pipeline.harness.results import cell_name
+from bench_pipeline.harness.status import Status
 
 STAGE = "dynamo"
 #: what the stage recorded about a variant that goes to each row's ``extra``
@@ -55,7 +61,7 @@ class DynamoSession(Session):
 
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
         compiled = self._compiled(cell)
-        if compiled.get("status") != "ok":
+        if compiled.get("status") != Status.OK:
             raise CellFailure(compiled["status"], compiled["reason"])
         runner = TorchRunner(self.module, {k: v.to(self.device) for k, v in inputs.items()})
         with compiler_caches_in(self.cache_dir):
@@ -69,7 +75,7 @@ class DynamoSession(Session):
 
     def _compiled(self, cell: Cell) -> dict[str, Any]:
         return self.entry["compile"].get(cell_name(cell.batch, cell.seq)) or {
-            "status": "error",
+            "status": Status.ERROR,
             "reason": f"the dynamo stage did not compile cell {cell_name(cell.batch, cell.seq)}",
         }
 
@@ -96,10 +102,10 @@ class DynamoBackend(Backend):
         entry = entries.get(artifact_key(variant, precision))
         if entry is None:
             raise CellFailure(
-                "error",
+                Status.ERROR,
                 f"no dynamo stage record for {artifact_key(variant, precision)} (has: {sorted(entries)}): "
                 "run the dynamo stage before its benchmark (`kedro run`)",
             )
-        if entry["status"] != "ok":
+        if entry["status"] != Status.OK:
             raise CellFailure(entry["status"], entry["reason"], extra=facts(entry))
         return entry

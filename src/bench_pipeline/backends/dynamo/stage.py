@@ -15,9 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bench_pipeline.backends.base import Cell
-from bench_pipeline.backends.dynamo.runtime import artifact_key
-from bench_pipeline.config import BenchmarkConfig, VariantSpec
+from bench_pipeline.backends.base import Cell, is_out_of_memory
 from bench_pipeline.backends.dynamo.compile import (
     CompiledVariant,
     CompileSpec,
@@ -26,10 +24,13 @@ from bench_pipeline.backends.dynamo.compile import (
     unavailable,
     warm_up_compiler,
 )
+from bench_pipeline.backends.dynamo.runtime import artifact_key
+from bench_pipeline.config import BenchmarkConfig, VariantSpec
 from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_context
+from bench_pipeline.harness.results import cell_name
+from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported
 from bench_pipeline.pipelines.model.nodes import grid_cells
-from bench_pipeline.harness.results import cell_name
 from bench_pipeline.system.device import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,14 @@ def _compile_spec(variant: VariantSpec) -> CompileSpec:
 def _compile_one(model_info, variant, compile_spec, precision, device, host_inputs, stage) -> dict[str, Any]:
     blocked = precision_unsupported(device, precision)
     if blocked:
-        return failed(compile_spec, device, "unsupported", blocked)
+        return failed(compile_spec, device, Status.UNSUPPORTED, blocked)
     reason = unavailable(compile_spec, device)
     if reason:
         return failed(compile_spec, device, *reason)
     cache_dir = cache_dir_for(Path(stage.cache_dir), variant.name, precision)
     if not host_inputs:
-        return {"status": "ok", "reason": None, "compile": {}, "cache_dir": str(cache_dir), **compile_spec.describe(device)}
+        return {"status": Status.OK, "reason": None, "compile": {}, "cache_dir": str(cache_dir),
+                **compile_spec.describe(device)}
     attention = variant.options.get("attn_implementation")
     try:
         started = time.perf_counter()
@@ -128,12 +130,12 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
         load_s = time.perf_counter() - started
         inputs = {name: {k: v.to(device) for k, v in cell.items()} for name, cell in host_inputs.items()}
         compiled = compile_variant(model, inputs, compile_spec, device, cache_dir, measure_warm=stage.measure_warm)
-    except torch.OutOfMemoryError as error:
-        return failed(compile_spec, device, "oom", f"{type(error).__name__}: {str(error).splitlines()[0]}")
     except Exception as error:  # noqa: BLE001 - a variant that cannot load must not end the run
+        if is_out_of_memory(error):
+            return failed(compile_spec, device, Status.OOM, f"{type(error).__name__}: {str(error).splitlines()[0]}")
         log.exception("dynamo %s/%s: load or compile raised", variant.name, precision)
         first_line = next(iter(str(error).strip().splitlines()), "")
-        return failed(compile_spec, device, "error", f"{type(error).__name__}: {first_line}")
+        return failed(compile_spec, device, Status.ERROR, f"{type(error).__name__}: {first_line}")
     return record(compiled, device, load_s, getattr(model.config, "_attn_implementation", attention), cache_dir)
 
 
@@ -165,12 +167,12 @@ def _name(cell: Cell) -> str:
 
 
 def _log(key: str, entry: dict[str, Any]) -> None:
-    if entry["status"] != "ok":
+    if entry["status"] != Status.OK:
         log.warning("dynamo %s: %s: %s", key, entry["status"], entry["reason"])
         return
     cells = entry["compile"]
     cold = sum(c["cold_s"] or 0 for c in cells.values())
-    failures = {name: c["reason"] for name, c in cells.items() if c["status"] != "ok"}
+    failures = {name: c["reason"] for name, c in cells.items() if c["status"] != Status.OK}
     log.info(
         "dynamo %s: %d shape(s) compiled in %.1f s cold, %d recompile(s), %d graph break(s)%s",
         key, len(cells) - len(failures), cold, entry["recompiles"], entry["graph_breaks"],

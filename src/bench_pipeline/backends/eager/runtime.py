@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
+from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import load_model, precision_unsupported
 
 
@@ -55,7 +56,7 @@ def module_bytes(module: torch.nn.Module) -> int:
 def check_precision(ctx: BackendContext, precision: str) -> None:
     reason = precision_unsupported(ctx.device, precision)
     if reason:
-        raise CellFailure("unsupported", reason)
+        raise CellFailure(Status.UNSUPPORTED, reason)
 
 
 def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[torch.nn.Module, float]:

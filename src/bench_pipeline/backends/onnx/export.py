@@ -434,7 +434,8 @@ def _fused_model(in_path: Path, options: dict[str, Any], prepass_on_gpu: bool) -
         return optimizer.optimize_model(str(in_path), **arguments), None
     except Exception as error:  # noqa: BLE001 - any fusion bug: fall back to the graph without them
         message = f"{type(error).__name__}: {error}"[:_MAX_MESSAGE]
-        logger.warning("ONNX Runtime's %s fusions failed on %s (%s): unfused graph", options["model_type"], in_path, message)
+        logger.warning("ONNX Runtime's %s fusions failed on %s (%s): unfused graph",
+                       options["model_type"], in_path, message)
         return optimizer.optimize_model(str(in_path), **arguments, opt_level=1, only_onnxruntime=True), message
 
 

@@ -15,10 +15,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench_pipeline.backends import users_of
-from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.backends.onnx.export import OnnxExportError, export_onnx, optimize_onnx, optimizer_model_type
-from bench_pipeline.backends.onnxruntime.artifacts import FUSED_KEYS, default_provider, ort_artifact_key, provider_unavailable
+from bench_pipeline.backends.onnxruntime.artifacts import (
+    FUSED_KEYS,
+    default_provider,
+    ort_artifact_key,
+    provider_unavailable,
+)
+from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
+from bench_pipeline.harness.status import Status
 from bench_pipeline.system.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -38,11 +44,31 @@ class ExportConfig(BaseModel):
     optimize: bool = True
 
 
+class ExportRecord(BaseModel):
+    """The plain export's stage record (``onnx_fp32``; ``export_artifacts["fp32"]``), typed: a missing or
+    mistyped fact fails here, at the stage, not in a backend that reads it. ``model_dump()`` is the same
+    dict (same keys, same order) the catalog has always held; a failure stays a ``status_record``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal[Status.OK] = Status.OK
+    path: str
+    sha256: str
+    size_bytes: int
+    cached: bool
+    exporter: str
+    opset: int
+    export_s: float
+    validate_max_rel: float
+    inputs: list[str]
+    outputs: list[str]
+
+
 def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, export: ExportConfig) -> dict[str, Any]:
     """The FP32 export, or its failure, or a skip when no enabled backend reads ONNX."""
     users = [name for name in users_of("onnx") if name in benchmark.enabled_backends()]
     if not users:
-        return status_record("skipped", f"no enabled backend uses ONNX ({', '.join(users_of('onnx'))})")
+        return status_record(Status.SKIPPED, f"no enabled backend uses ONNX ({', '.join(users_of('onnx'))})")
     out_path = artifact_dir(model_info, export) / "model.onnx"
     try:
         info = export_onnx(
@@ -54,13 +80,13 @@ def export_onnx_node(model_info: dict[str, Any], benchmark: BenchmarkConfig, exp
         )
     except OnnxExportError as error:
         log.warning("ONNX export of %s failed: %s", model_info["name"], error)
-        return status_record("fail_export", str(error))
+        return status_record(Status.FAIL_EXPORT, str(error))
     log.info(
         "ONNX export of %s: %s opset %d, %.1f MB, %.1f s%s",
         model_info["name"], info["exporter"], info["opset"], info["size_bytes"] / 1e6, info["export_s"],
         " (cached)" if info["cached"] else "",
     )
-    return {"status": "ok", **_public(info, "exporter", "opset", "export_s", "validate_max_rel", "inputs", "outputs")}
+    return ExportRecord(**{name: info[name] for name in ExportRecord.model_fields if name != "status"}).model_dump()
 
 
 def optimize_onnx_node(
@@ -70,12 +96,12 @@ def optimize_onnx_node(
     onnxruntime variant will run: ``fp16`` (fused FP16) and ``fp32_fused`` (fused FP32, for
     variants with ``fused: true``, e.g. CUDA graphs, which the plain export's CPU shape ops block)."""
     artifacts = {"fp32": onnx_fp32}
-    if onnx_fp32.get("status") != "ok":
+    if onnx_fp32.get("status") != Status.OK:
         return artifacts
     on_gpu = resolve_device(benchmark.device).type == "cuda"
     for name in fused_graphs_wanted(benchmark):
         if not export.optimize:
-            artifacts[name] = status_record("skipped", "export.optimize is false")
+            artifacts[name] = status_record(Status.SKIPPED, "export.optimize is false")
             continue
         float16 = name == "fp16"
         artifacts[name] = _optimize(onnx_fp32, model_info, float16=float16, use_gpu=float16 or on_gpu)
@@ -114,14 +140,14 @@ def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16:
         )
     except Exception as error:  # noqa: BLE001 - an optimizer failure must not stop the other backends
         log.warning("ONNX Runtime optimization (%s) of %s failed: %s", label, model_info["name"], error)
-        return status_record("fail_export", f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
+        return status_record(Status.FAIL_EXPORT, f"ONNX Runtime optimizer ({label}): {type(error).__name__}: {error}")
     log.info(
         "ONNX Runtime %s graph of %s (%s fusions for model_type %r): %s, %.1f MB, %.1f s%s",
         label, model_info["name"], info["model_type"], model_info["model_type"], info["fusions"] or "nothing fused",
         info["size_bytes"] / 1e6, info["optimize_s"], " (cached)" if info["cached"] else "",
     )
     return {
-        "status": "ok",
+        "status": Status.OK,
         **_public(info, "fusions", "fusion_error", "optimize_s", "float16", "model_type"),
         "exporter": onnx_fp32["exporter"],
         "opset": onnx_fp32["opset"],

@@ -45,6 +45,7 @@ from bench_pipeline.backends.onnxruntime.artifacts import (
     ort_artifact_key,
     provider_unavailable,
 )
+from bench_pipeline.harness.status import Status
 
 _OPTION_NAMES = ("provider", "io_binding", "cuda_graph", "tf32", "fused")
 _FLAGS = ("io_binding", "cuda_graph", "tf32", "fused")
@@ -109,7 +110,7 @@ class OnnxRuntimeBackend(Backend):
         # before the artifacts: the export stage builds no fused graph for a provider that cannot run here
         unavailable = provider_unavailable(opts.provider, ctx.device.type)
         if unavailable:
-            raise CellFailure("skipped", unavailable)
+            raise CellFailure(Status.SKIPPED, unavailable)
         return _artifact(ctx.artifacts.get("export"), key)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
@@ -118,7 +119,7 @@ class OnnxRuntimeBackend(Backend):
         trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
         path = Path(artifact["path"])
         if not path.is_file():
-            raise CellFailure("fail_export", f"ONNX file {path} is missing: rerun the export stage")
+            raise CellFailure(Status.FAIL_EXPORT, f"ONNX file {path} is missing: rerun the export stage")
 
         stream = torch.cuda.Stream(device=ctx.device) if opts.on_gpu else None
         session_options = ort.SessionOptions()
@@ -131,7 +132,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(path), session_options, providers=providers)
         except Exception as error:  # out of memory, or an EP that refuses the model (e.g. CUDA graphs with CPU nodes)
-            status = "oom" if is_out_of_memory(error) else "error"
+            status = Status.OOM if is_out_of_memory(error) else Status.ERROR
             hint = " (CUDA graphs need every node on the GPU: try fused: true)" if opts.cuda_graph else ""
             raise CellFailure(
                 status, f"ONNX Runtime could not create a {opts.provider} session for {path.name}: {error}{hint}"
@@ -140,7 +141,7 @@ class OnnxRuntimeBackend(Backend):
         wanted = EXECUTION_PROVIDERS[opts.provider]
         if session.get_providers()[0] != wanted:
             raise CellFailure(
-                "skipped",
+                Status.SKIPPED,
                 f"{wanted} is installed but did not load (missing CUDA/cuDNN/TensorRT libraries?); "
                 f"the session fell back to {session.get_providers()}",
             )
@@ -175,22 +176,25 @@ def _artifact_key(precision: str, opts: OrtOptions) -> str:
     key = ort_artifact_key(opts.provider, precision, opts.fused)
     if key is None and precision == "fp16":  # only the CPU EP has no FP16 artifact
         raise CellFailure(
-            "unsupported", "ONNX Runtime's CPU EP has no FP16 kernels for most operators: FP16 needs cuda or tensorrt"
+            Status.UNSUPPORTED,
+            "ONNX Runtime's CPU EP has no FP16 kernels for most operators: FP16 needs cuda or tensorrt"
         )
     if key is None:
-        raise CellFailure("unsupported", f"no {precision} ONNX artifact: the export stage writes fp32 and fused fp16")
+        raise CellFailure(Status.UNSUPPORTED,
+                          f"no {precision} ONNX artifact: the export stage writes fp32 and fused fp16")
     return key
 
 
 def _artifact(export: dict[str, Any] | None, key: str) -> dict[str, Any]:
     """The export stage's artifact under ``key``; its (and the plain export's) failure as this cell's status."""
     if not export:
-        raise CellFailure("error", "no export artifacts in this run: the export stage did not run before onnxruntime")
+        raise CellFailure(Status.ERROR,
+                          "no export artifacts in this run: the export stage did not run before onnxruntime")
     for needed in dict.fromkeys(["fp32", key]):
         artifact = export.get(needed)
         if not artifact:
-            raise CellFailure("skipped", f"the export stage made no {needed} artifact (export.optimize off?)")
-        if artifact.get("status", "ok") != "ok":
+            raise CellFailure(Status.SKIPPED, f"the export stage made no {needed} artifact (export.optimize off?)")
+        if artifact.get("status", Status.OK) != Status.OK:
             raise CellFailure(artifact["status"], artifact.get("reason", ""))
     return export[key]
 

@@ -34,7 +34,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationInfo, field_validator
 
+from bench_pipeline.backends.base import CellFailure, mentions_out_of_memory
 from bench_pipeline.backends.onnx.export import artifact_sha256, cached_artifact, library_versions
+from bench_pipeline.harness.status import Status
 from bench_pipeline.system.files import file_sha256
 
 log = logging.getLogger(__name__)
@@ -49,13 +51,8 @@ SHAPE_MODES = ("dynamic", "static")
 _CC_PATTERN = re.compile(r"^\d{1,2}\.\d$")
 
 
-class EngineError(Exception):
-    """An engine could not be built or loaded; ``status`` is a result status (fail_build, oom, skipped, error)."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+class EngineError(CellFailure):
+    """An engine could not be built or loaded; ``status`` is fail_build, oom, skipped or error."""
 
 
 class TensorRTBuildSpec(BaseModel):
@@ -166,11 +163,12 @@ def resolve_target(
     TensorRT-RTX builds for any compute capability it lists, with or without a GPU."""
     if flavour.name == FULL:
         if gpu is None:
-            raise EngineError("skipped", f"{flavour.label} builds engines only on a CUDA GPU, and there is none here")
+            raise EngineError(Status.SKIPPED,
+                              f"{flavour.label} builds engines only on a CUDA GPU, and there is none here")
         local = format_cc(gpu[0])
         if requested not in ("auto", local):
             raise EngineError(
-                "fail_build",
+                Status.FAIL_BUILD,
                 f"{flavour.label} builds for the GPU it runs on ({gpu[1]}, compute capability {local}); "
                 f"target_compute_capability {requested!r} needs TensorRT-RTX or that GPU",
             )
@@ -180,14 +178,15 @@ def resolve_target(
     if requested != "auto":
         if parse_cc(requested) not in targets:
             raise EngineError(
-                "fail_build", f"{flavour.label} cannot target compute capability {requested}; allowed: {allowed}"
+                Status.FAIL_BUILD, f"{flavour.label} cannot target compute capability {requested}; allowed: {allowed}"
             )
         return requested, None
     if gpu is not None and gpu[0] in targets:
         return format_cc(gpu[0]), None
     if parse_cc(default) not in targets:
         raise EngineError(
-            "fail_build", f"default_compute_capability {default} is not a {flavour.label} target; allowed: {allowed}"
+            Status.FAIL_BUILD,
+            f"default_compute_capability {default} is not a {flavour.label} target; allowed: {allowed}"
         )
     if gpu is None:
         where = "there is no GPU here"
@@ -288,7 +287,7 @@ def build_engine(
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise EngineError("fail_build", f"ONNX file {str(onnx_path)!r} does not exist")
+        raise EngineError(Status.FAIL_BUILD, f"ONNX file {str(onnx_path)!r} does not exist")
     options = {
         "precision": precision,
         "profile": profile,
@@ -358,7 +357,7 @@ def _build_plan(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or logger.errors()
-        raise EngineError("fail_build", f"the ONNX parser rejected {onnx_path.name}: " + " | ".join(errors))
+        raise EngineError(Status.FAIL_BUILD, f"the ONNX parser rejected {onnx_path.name}: " + " | ".join(errors))
 
     config = builder.create_builder_config()
     _add_profile(builder, config, network, options["profile"])
@@ -375,8 +374,7 @@ def _build_plan(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         errors = " | ".join(logger.errors()) or "no error message from TensorRT"
-        out_of_memory = re.search(r"out of memory|OutOfMemory|cudaErrorMemoryAllocation", errors, re.I)
-        status = "oom" if out_of_memory else "fail_build"
+        status = Status.OOM if mentions_out_of_memory(errors) else Status.FAIL_BUILD
         raise EngineError(status, f"{flavour.label} could not build {onnx_path.name}: {errors}")
     if timing_cache is not None:
         write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
@@ -398,7 +396,8 @@ def _add_profile(builder: Any, config: Any, network: Any, profile: dict[str, lis
             continue
         if len(shape) != 2:
             raise EngineError(
-                "fail_build", f"input {tensor.name!r} has shape {shape}; only [batch, sequence] inputs can be profiled"
+                Status.FAIL_BUILD,
+                f"input {tensor.name!r} has shape {shape}; only [batch, sequence] inputs can be profiled"
             )
         optimization_profile.set_shape(tensor.name, profile["min"], profile["opt"], profile["max"])
     config.add_optimization_profile(optimization_profile)
@@ -488,7 +487,7 @@ def build_engines(
         for profile in profile_shapes(batch_sizes, sequence_lengths, spec.shapes)
     ]
     return {
-        "status": "ok",
+        "status": Status.OK,
         "precision": precision,
         "flavour": flavour.name,
         "version": flavour.version,
@@ -510,11 +509,11 @@ def read_engine(record: dict[str, Any]) -> bytes:
     """The engine's bytes, only if they are the bytes that were built (hash checked)."""
     path = Path(record["path"])
     if not path.is_file():
-        raise EngineError("fail_build", f"engine file {str(path)!r} is missing; rerun the tensorrt stage")
+        raise EngineError(Status.FAIL_BUILD, f"engine file {str(path)!r} is missing; rerun the tensorrt stage")
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != record["sha256"]:
         raise EngineError(
-            "error", f"engine file {str(path)!r} does not match its recorded sha256; rerun the tensorrt stage"
+            Status.ERROR, f"engine file {str(path)!r} does not match its recorded sha256; rerun the tensorrt stage"
         )
     return data
 

@@ -30,7 +30,6 @@ from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFail
 from bench_pipeline.backends.tensorrt.build import (
     FLAVOUR_LABELS,
     RTX,
-    EngineError,
     Flavour,
     describe_profile,
     detect_flavour,
@@ -41,6 +40,7 @@ from bench_pipeline.backends.tensorrt.build import (
     recording_logger,
     write_atomic,
 )
+from bench_pipeline.harness.status import Status
 
 OPTIONS = ("cuda_graph",)
 _TORCH_DTYPES = {
@@ -75,8 +75,8 @@ class TensorRTBackend(Backend):
         self.check_options(options)
         entry = ctx.artifacts.get("tensorrt", {}).get(precision)
         if entry is None:
-            raise CellFailure("skipped", f"the tensorrt stage built no {precision} engine")
-        if entry["status"] != "ok":
+            raise CellFailure(Status.SKIPPED, f"the tensorrt stage built no {precision} engine")
+        if entry["status"] != Status.OK:
             raise CellFailure(entry["status"], entry["reason"])
         built_with = f"{FLAVOUR_LABELS[entry['flavour']]} {entry['version']}"
         if ctx.device.type != "cuda":
@@ -125,7 +125,7 @@ def _conversion_s(entry: dict[str, Any]) -> float:
 def skipped_with_build_facts(reason: str, entry: dict[str, Any]) -> CellFailure:
     """A skip that still carries the build's real cost and engine facts (``costs``, ``extra``):
     building ran where executing cannot, and its time and size are results."""
-    return CellFailure("skipped", reason, costs=one_off_costs(entry), extra=build_facts(entry))
+    return CellFailure(Status.SKIPPED, reason, costs=one_off_costs(entry), extra=build_facts(entry))
 
 
 @dataclass
@@ -195,11 +195,12 @@ class TensorRTSession(Session):
         bound: dict[str, torch.Tensor] = {}
         for name, dtype in live.inputs.items():
             if name not in inputs:
-                raise CellFailure("error", f"the engine wants input {name!r}; the model inputs are {sorted(inputs)}")
+                raise CellFailure(Status.ERROR,
+                                  f"the engine wants input {name!r}; the model inputs are {sorted(inputs)}")
             tensor = inputs[name].to(device=self.device, dtype=dtype).contiguous()
             if not context.set_input_shape(name, tuple(tensor.shape)):
                 shape = tuple(tensor.shape)
-                raise CellFailure("error", f"TensorRT refused shape {shape} for input {name!r}: {self._errors()}")
+                raise CellFailure(Status.ERROR, f"TensorRT refused shape {shape} for input {name!r}: {self._errors()}")
             context.set_tensor_address(name, tensor.data_ptr())
             bound[name] = tensor
         outputs = {}
@@ -223,16 +224,14 @@ class TensorRTSession(Session):
 
     def _activate(self, record: dict[str, Any]) -> _LiveEngine:
         start = time.perf_counter()
-        try:
-            data = read_engine(record)
-        except EngineError as error:
-            raise CellFailure(error.status, error.reason) from error
+        data = read_engine(record)  # its EngineError is a CellFailure: the cell's row
         problem = self._validity_problem(data)
         if problem:
-            raise CellFailure("skipped", problem)
+            raise CellFailure(Status.SKIPPED, problem)
         engine = self.runtime.deserialize_cuda_engine(data)
         if engine is None:
-            raise CellFailure("error", f"{self.flavour.label} could not deserialize {record['path']}: {self._errors()}")
+            raise CellFailure(Status.ERROR,
+                              f"{self.flavour.label} could not deserialize {record['path']}: {self._errors()}")
         runtime_config = runtime_cache = cache_path = cache_hit = None
         if self.flavour.name == RTX:
             runtime_config = engine.create_runtime_config()
@@ -248,7 +247,8 @@ class TensorRTSession(Session):
         else:
             context = engine.create_execution_context()
         if context is None:
-            raise CellFailure("error", f"{self.flavour.label} could not create an execution context: {self._errors()}")
+            raise CellFailure(Status.ERROR,
+                              f"{self.flavour.label} could not create an execution context: {self._errors()}")
         inputs, outputs = {}, {}
         for index in range(engine.num_io_tensors):
             name = engine.get_tensor_name(index)
@@ -283,7 +283,7 @@ class TensorRTSession(Session):
         built = "; ".join(describe_profile(live.record["options"]["profile"]) for live in self.live[:4])
         more = f" and {len(self.live) - 4} more" if len(self.live) > 4 else ""
         raise CellFailure(
-            "skipped",
+            Status.SKIPPED,
             f"cell batch {cell.batch} x seq {cell.seq} is outside the built engine profile(s) ({built}{more}); "
             "rerun the tensorrt stage with this grid",
         )
@@ -292,7 +292,7 @@ class TensorRTSession(Session):
         dtype = _TORCH_DTYPES.get(trt_dtype.name)
         if dtype is None:
             raise CellFailure(
-                "error", f"tensor {name!r} has TensorRT type {trt_dtype.name}, which has no torch equivalent"
+                Status.ERROR, f"tensor {name!r} has TensorRT type {trt_dtype.name}, which has no torch equivalent"
             )
         return dtype
 
@@ -338,9 +338,9 @@ class TensorRTRunner(CellRunner):
             with torch.cuda.graph(graph, stream=self.cuda_stream):
                 ok = self.context.execute_async_v3(self.cuda_stream.cuda_stream)
         except RuntimeError as error:
-            raise CellFailure("error", f"CUDA graph capture of the TensorRT engine failed: {error}") from error
+            raise CellFailure(Status.ERROR, f"CUDA graph capture of the TensorRT engine failed: {error}") from error
         if not ok:
-            raise CellFailure("error", f"execute_async_v3 failed during CUDA graph capture: {self._errors()}")
+            raise CellFailure(Status.ERROR, f"execute_async_v3 failed during CUDA graph capture: {self._errors()}")
         self._graph = graph
 
     def outputs(self) -> dict[str, np.ndarray]:

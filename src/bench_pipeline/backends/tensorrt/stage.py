@@ -17,9 +17,6 @@ from typing import Any
 
 import torch
 
-from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.harness.results import status_record
-from bench_pipeline.system.device import resolve_device
 from bench_pipeline.backends.tensorrt.build import (
     EngineError,
     Flavour,
@@ -29,6 +26,10 @@ from bench_pipeline.backends.tensorrt.build import (
     float16_onnx,
     local_gpu,
 )
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.harness.results import status_record
+from bench_pipeline.harness.status import Status
+from bench_pipeline.system.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,15 @@ def build_engines_node(
     flavour, missing = detect_flavour(tensorrt_build.flavour)
     device = resolve_device(benchmark.device)
     gpu = local_gpu(device if device.type == "cuda" else None)
-    source = onnx_fp32 or status_record("fail_export", "the export stage wrote no FP32 ONNX")
+    source = onnx_fp32 or status_record(Status.FAIL_EXPORT, "the export stage wrote no FP32 ONNX")
     artifacts = {}
     for precision in precisions:
-        if source.get("status", "ok") != "ok":
+        if source.get("status", Status.OK) != Status.OK:
             entry = status_record(source["status"], f"no ONNX to build from: {source.get('reason')}")
         elif flavour is None:
-            entry = status_record("skipped", missing)
+            entry = status_record(Status.SKIPPED, missing)
         elif precision == "bf16":
-            entry = status_record("unsupported", NO_BF16)
+            entry = status_record(Status.UNSUPPORTED, NO_BF16)
         else:
             with _current_gpu(device):
                 entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
@@ -96,7 +97,7 @@ def _build(
             conversion = float16_onnx(fp32_path, Path(spec.engine_dir) / "onnx")
     except Exception as error:  # noqa: BLE001 - a converter failure must not end the run
         log.exception("tensorrt fp16: FP16 conversion raised")
-        return status_record("fail_export", f"FP16 conversion for TensorRT: {type(error).__name__}: {error}")
+        return status_record(Status.FAIL_EXPORT, f"FP16 conversion for TensorRT: {type(error).__name__}: {error}")
     try:
         record = build_engines(
             conversion["path"] if conversion else fp32_path,
@@ -110,17 +111,17 @@ def _build(
     except EngineError as error:
         return status_record(error.status, error.reason)
     except MemoryError as error:
-        return status_record("oom", f"out of host memory while building: {error}")
+        return status_record(Status.OOM, f"out of host memory while building: {error}")
     except Exception as error:  # noqa: BLE001 - a native library failing must not end the run
         log.exception("tensorrt %s: build raised", precision)
-        return status_record("fail_build", f"{type(error).__name__}: {error}")
+        return status_record(Status.FAIL_BUILD, f"{type(error).__name__}: {error}")
     if conversion:
         record["fp16_conversion"] = conversion
     return record
 
 
 def _log(precision: str, entry: dict[str, Any], flavour: Flavour | None) -> None:
-    if entry["status"] != "ok":
+    if entry["status"] != Status.OK:
         log.warning("tensorrt %s: %s: %s", precision, entry["status"], entry["reason"])
         return
     log.info(

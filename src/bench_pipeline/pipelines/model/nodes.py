@@ -12,11 +12,11 @@ import torch
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.dispatch import host_dispatch
-from bench_pipeline.system.environment import capture_environment
 from bench_pipeline.harness.machine_load import effective_threads, load_check
-from bench_pipeline.model.source import check_sequence_lengths, resolve_model
 from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import check_sequence_lengths, resolve_model
 from bench_pipeline.system.device import configure_torch, resolve_device
+from bench_pipeline.system.environment import capture_environment
 
 MODELS_DIR = Path("data/06_models")
 log = logging.getLogger(__name__)
