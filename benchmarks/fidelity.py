@@ -31,16 +31,18 @@ from typing import Any
 
 import pandas as pd
 
-from bench_pipeline.environment import capture_environment
-from bench_pipeline.ort_artifacts import ort_artifact_key
+from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
+from bench_pipeline.harness.results import KEY_COLUMNS, cell_name
 from bench_pipeline.reporting.markdown import markdown_table
 from bench_pipeline.reporting.study import load_results
-from bench_pipeline.results import KEY_COLUMNS, cell_name
+from bench_pipeline.system.environment import capture_environment
 
 ALONE = Path(__file__).with_name("fidelity_alone.py")
 TOLERANCE = 0.05
 CELL_SPEC = re.compile(r"^([^/]+)/([^/]+)/([^/]+)/b(\d+)_s(\d+)$")
-NOT_CHECKED = {"tensorrt": "not checked: no plain loop for TensorRT engines here (they run through the project's runtime)"}
+NOT_CHECKED = {
+    "tensorrt": "not checked: no plain loop for TensorRT engines here (they run through the project's runtime)",
+}
 COLUMNS = ["cell", "sweep_p50_ms", "sweep_ci_low_ms", "sweep_ci_high_ms", "alone_p50_ms", "alone_spread",
            "ratio", "verdict"]
 
@@ -77,7 +79,8 @@ def pick_cells(results: pd.DataFrame, specs: list[str] | None) -> pd.DataFrame:
     picked = []
     for spec in specs:
         if not CELL_SPEC.match(spec):
-            raise BadInput(f"--cells {spec!r}: expected backend/variant/precision/bB_sS, e.g. eager/default/fp32/b1_s128")
+            raise BadInput(
+                f"--cells {spec!r}: expected backend/variant/precision/bB_sS, e.g. eager/default/fp32/b1_s128")
         rows = results[names == spec]
         if rows.empty:
             raise BadInput(f"cell {spec} is not in the results; they hold: {', '.join(names[:12])}"

@@ -3,7 +3,7 @@
     python benchmarks/fidelity_alone.py '<cell as JSON>'   (benchmarks/fidelity.py writes the JSON)
 
 Nothing of the project's harness (timing.py, sweep.py, backends/) is used: only how the run
-loaded the model and built its inputs (``bench_pipeline.models``) and its FP32-means-FP32 torch
+loaded the model and built its inputs (``bench_pipeline.model.source``) and its FP32-means-FP32 torch
 settings, so a number that differs from the sweep's points at the harness or at what ran beside
 the cell, not at a different model or input. The loop: ``warmup`` calls, then ``repeats`` times
 ``calls`` timed calls (CUDA events on the stream that does the work on GPU, ``perf_counter_ns``
@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from bench_pipeline.models import load_model, make_inputs
-from bench_pipeline.sweep import configure_torch
+from bench_pipeline.model.source import load_model, make_inputs
+from bench_pipeline.system.device import configure_torch
 
 
 def main(cell: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """DeBERTa-v2 on ONNX Runtime's CUDA EP in FP16 (issue 11, item 4), run on the GPU machine:
   python3 benchmarks/gpu_deberta.py        tiny random DeBERTa-v2 (hidden 32, 2 layers): the path, in a minute or two
-  python3 benchmarks/gpu_deberta.py base   DeBERTa-v3-base's shape (hidden 768, 12 layers), random weights: real latencies
+  python3 benchmarks/gpu_deberta.py base   DeBERTa-v3-base's shape (hidden 768, 12 layers), random weights:
+                                           real latencies
 
 ONNX Runtime's transformer optimizer has no ``deberta-v2`` model type: its generic ``bert``
 fusions fuse the LayerNorms and Gelus and not the disentangled attention, and the FP16 graph is
@@ -18,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 import yaml
-from kedro_env import run_benchmark
 from transformers import DebertaV2Config, DebertaV2Model
+
+from kedro_env import run_benchmark
 
 PRESET_TOKENIZER = Path("src/bench_pipeline/resources/tokenizer")  # the presets' WordPiece tokenizer
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from kedro_env import run_benchmark
 
 config = yaml.safe_load(Path("conf/gpu/parameters_benchmark.yml").read_text())
@@ -24,8 +25,10 @@ else:
     benchmark["precisions"] = ["fp16"]
     benchmark["backends"] = {
         "eager": {"variants": [{"name": "default"}]},
-        "onnxruntime": {"variants": [{"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}}]},
+        "onnxruntime": {"variants": [
+            {"name": "cuda-graph", "options": {"provider": "cuda", "fused": True, "cuda_graph": True}},
+        ]},
     }
 results = run_benchmark("gpu_smoke", config)
-print(results[["backend", "variant", "precision", "batch", "seq", "status", "p50_ms", "cosine", "max_abs", "peak_mem_mb",
-               "gpu_warnings", "extra"]].assign(extra=results.extra.str.slice(0, 120)).to_string())
+print(results[["backend", "variant", "precision", "batch", "seq", "status", "p50_ms", "cosine", "max_abs",
+               "peak_mem_mb", "gpu_warnings", "extra"]].assign(extra=results.extra.str.slice(0, 120)).to_string())

@@ -11,11 +11,11 @@ import yaml
 
 
 def run_benchmark(env: str, config: dict) -> pd.DataFrame:
-    """``kedro run --pipeline=benchmark --env <env>`` with ``config`` as the environment's
+    """``kedro run --pipelines=benchmark --env <env>`` with ``config`` as the environment's
     parameters; prints the run's last output and returns ``results.parquet``."""
     Path(f"conf/{env}").mkdir(exist_ok=True)
     Path(f"conf/{env}/parameters_benchmark.yml").write_text(yaml.safe_dump(config))
-    run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=benchmark", "--env", env],
+    run = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines=benchmark", "--env", env],
                          capture_output=True, text=True, env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"})
     print(run.stdout[-1500:], run.stderr[-3000:])
     pd.set_option("display.width", 250)

@@ -1,5 +1,7 @@
 """Every bad input a user can type fails early with the value and what is allowed."""
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -75,7 +77,15 @@ def test_sequence_longer_than_the_model_accepts_names_the_limit():
 def test_roberta_preset_limit_accounts_for_its_position_offset():
     message = error_of(model={"source": "preset", "name": "roberta-base"},
                        grid={"batch_sizes": [1], "sequence_lengths": [513]})
-    assert "max_position_embeddings (512)" in message
+    assert "limit of 512 tokens" in message
+
+
+def test_xlm_roberta_limit_names_the_514_of_its_config_and_the_position_offset(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "xlm-roberta", "max_position_embeddings": 514}))
+    message = error_of(model={"source": "local", "name": str(tmp_path)},
+                       grid={"batch_sizes": [1], "sequence_lengths": [128, 513]})
+    assert "sequence length(s) [513] exceed the model's limit of 512 tokens" in message
+    assert "config.json says max_position_embeddings 514" in message and "position offset" in message
 
 
 def test_model_directory_that_does_not_exist(tmp_path):
@@ -107,7 +117,8 @@ def test_variant_listed_twice():
 
 
 def test_unknown_option_key_is_rejected_not_ignored():
-    assert "precission" in error_of(precission=["fp32"])
+    message = error_of(precission=["fp32"])
+    assert "unknown key(s) ['precission'] (did you mean 'precisions'?)" in message and "'timing'" in message
 
 
 def test_timing_ceiling_below_floor():
@@ -120,7 +131,8 @@ def test_unknown_dynamo_backend_lists_the_registered_ones():
 
 
 def test_conflicting_onnxruntime_options_are_rejected():
-    message = error_of(backends={"onnxruntime": {"variants": [{"name": "g", "options": {"provider": "cpu", "cuda_graph": True}}]}})
+    variant = {"name": "g", "options": {"provider": "cpu", "cuda_graph": True}}
+    message = error_of(backends={"onnxruntime": {"variants": [variant]}})
     assert "cuda_graph needs provider 'cuda' or 'tensorrt'" in message
 
 
@@ -134,20 +146,35 @@ def test_unknown_tensorrt_option():
     assert "unknown tensorrt option(s) ['int8']" in message
 
 
-def test_a_backend_listed_twice_in_yaml_is_refused(tmp_path):
-    from kedro.config import OmegaConfigLoader
+def test_a_backend_listed_twice_in_yaml_is_refused_naming_the_file(tmp_path):
+    from bench_pipeline.settings import CONFIG_LOADER_CLASS
 
     (tmp_path / "base").mkdir()
     (tmp_path / "local").mkdir()
-    (tmp_path / "base" / "parameters.yml").write_text("benchmark:\n  backends:\n    eager: {}\n    eager: {enabled: false}\n")
-    with pytest.raises(Exception, match="duplicate key eager"):
-        OmegaConfigLoader(str(tmp_path), base_env="base", default_run_env="local")["parameters"]
+    (tmp_path / "base" / "parameters.yml").write_text(
+        "benchmark:\n  backends:\n    eager: {}\n    eager: {enabled: false}\n")
+    with pytest.raises(Exception, match="duplicate key eager") as caught:
+        CONFIG_LOADER_CLASS(str(tmp_path), base_env="base", default_run_env="local")["parameters"]
+    assert f'"{tmp_path / "base" / "parameters.yml"}", line 4' in str(caught.value)
+
+
+def test_an_unknown_key_in_a_section_lists_the_allowed_keys():
+    message = error_of(grid={"batch_size": [4], "sequence_lengths": [16]})
+    assert "grid" in message and "unknown key(s) ['batch_size'] (did you mean 'batch_sizes'?)" in message
+    assert "allowed: ['batch_sizes', 'sequence_lengths']" in message
+
+
+def test_lists_from_the_command_line_are_space_separated_and_one_value_is_a_list_of_one():
+    config = BenchmarkConfig(grid={"batch_sizes": "8 1 32", "sequence_lengths": 128}, precisions="fp32 bf16")
+    assert config.grid.batch_sizes == [1, 8, 32] and config.grid.sequence_lengths == [128]
+    assert config.precisions == ["fp32", "bf16"]
 
 
 def test_a_grid_too_large_for_the_gpu_is_a_warning_naming_the_cell():
     from bench_pipeline.pipelines.model.nodes import warn_if_grid_may_not_fit
 
-    bert_base = {"num_parameters": 109_482_240, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}
+    bert_base = {"num_parameters": 109_482_240, "hidden_size": 768, "num_attention_heads": 12,
+                 "intermediate_size": 3072}
     config = BenchmarkConfig(grid={"batch_sizes": [1, 256], "sequence_lengths": [128, 512]})
     assert warn_if_grid_may_not_fit(bert_base, config, free_bytes=80 * 2**30) is None
     message = warn_if_grid_may_not_fit(bert_base, config, free_bytes=2 * 2**30)

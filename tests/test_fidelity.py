@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow  # two `kedro run`s, then each cell timed alone
 
 SCRIPT = PROJECT_ROOT / "benchmarks/fidelity.py"
 QUICK = ["--warmup", "2", "--calls", "5", "--repeats", "2"]

@@ -7,25 +7,50 @@ offending value and what is allowed, not an hour into a sweep.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from bench_pipeline.backends import load_backend, runnable
 from bench_pipeline.fanout.spec import ScaleSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def known_backends() -> tuple[str, ...]:
-    """Names a user may put under ``backends:``; one module each in ``bench_pipeline.backends``."""
-    from bench_pipeline.backends import BACKENDS
+    """Names a user may put under ``backends:``: the registry's backends that have a runtime."""
+    return tuple(runnable())
 
-    return tuple(BACKENDS)
+
+def unknown_keys_message(unknown: list[str], allowed: list[str]) -> str:
+    """What a typo in a key gets told: the key, a close match if there is one, and every allowed key."""
+    guesses = [match for key in unknown for match in difflib.get_close_matches(key, allowed, n=1)]
+    hint = f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else ""
+    return f"unknown key(s) {unknown}{hint}; allowed: {allowed}"
+
+
+def listed(value: Any) -> Any:
+    """A list from the command line: Kedro splits ``--params`` at commas, so there a list is
+    written with spaces (``benchmark.grid.batch_sizes=1 8 32``) and one value is a list of one."""
+    if isinstance(value, str):
+        return value.split()
+    return [value] if isinstance(value, int) else value
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """pydantic's own "Extra inputs are not permitted" does not say which keys are allowed."""
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                raise ValueError(unknown_keys_message(unknown, list(cls.model_fields)))
+        return data
 
 
 class ModelSpec(_Strict):
@@ -45,7 +70,7 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
-        from bench_pipeline.models import PRESETS
+        from bench_pipeline.model.source import PRESETS
 
         if self.source != "default" and not self.name:
             raise ValueError(f"model.name is required when model.source is {self.source!r}")
@@ -63,6 +88,8 @@ class ModelSpec(_Strict):
 class GridSpec(_Strict):
     batch_sizes: list[PositiveInt] = Field(min_length=1)
     sequence_lengths: list[PositiveInt] = Field(min_length=1)
+
+    _from_command_line = field_validator("batch_sizes", "sequence_lengths", mode="before")(listed)
 
     @field_validator("batch_sizes", "sequence_lengths")
     @classmethod
@@ -157,7 +184,8 @@ class BenchmarkConfig(_Strict):
     noise: NoiseSpec = Field(default_factory=NoiseSpec)
     tolerances: dict[str, Tolerance] = Field(default_factory=_default_tolerances)
     backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
-    threads: PositiveInt | None = None  # CPU threads for torch and ONNX Runtime; None: all usable cores (clamped to them)
+    # CPU threads for torch and ONNX Runtime; None: all usable cores (clamped to them)
+    threads: PositiveInt | None = None
     seed: int = 0
     resume: bool = True  # reuse cells already in the journal for the same config and environment
     # "process": each measured unit (backend x variant x precision) runs in its own worker process,
@@ -184,6 +212,8 @@ class BenchmarkConfig(_Strict):
                     f"(torch {torch.__version__}); use 'auto' or 'cpu'"
                 )
         return device
+
+    _precisions_from_command_line = field_validator("precisions", mode="before")(listed)
 
     @field_validator("precisions")
     @classmethod
@@ -218,9 +248,9 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.models import check_sequence_lengths, max_positions
+        from bench_pipeline.model.source import check_sequence_lengths, position_limit
 
-        check_sequence_lengths(self.grid.sequence_lengths, max_positions(self.model))
+        check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
         return self
 
     @model_validator(mode="after")
@@ -255,8 +285,6 @@ class BenchmarkConfig(_Strict):
 
 def _options_checker(backend: str):
     """The backend's own option check; none where its library is missing (its cells say so)."""
-    from bench_pipeline.backends import load_backend
-
     try:
         return load_backend(backend).check_options
     except ImportError:

@@ -1,18 +1,18 @@
-"""Project pipelines: ``benchmark`` is the whole chain, model -> stages -> backends -> report."""
+"""Project pipelines: ``benchmark`` is the whole chain, model -> each backend's [build] -> plan -> measure -> report;
+``<backend>`` is one backend's namespace with the build steps it needs (e.g. ``kedro run --pipeline=tensorrt``)."""
 
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from bench_pipeline.pipelines import benchmark, dynamo, export, model, report, tensorrt
+from bench_pipeline.backends import REGISTRY
+from bench_pipeline.pipelines import benchmark, model, report
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    stages = {
-        "model": model.create_pipeline(),
-        "export": export.create_pipeline(),
-        "tensorrt": tensorrt.create_pipeline(),
-        "dynamo": dynamo.create_pipeline(),
+    per_backend = {
+        name: sum((benchmark.backend_pipeline(b, plan=b == name) for b in benchmark.needed([name])), Pipeline([]))
+        for name in REGISTRY
     }
-    full = sum(stages.values(), Pipeline([])) + benchmark.create_pipeline() + report.create_pipeline()
-    return {**stages, "benchmark": full, "__default__": full}
+    full = model.create_pipeline() + benchmark.create_pipeline() + report.create_pipeline()
+    return {"model": model.create_pipeline(), **per_backend, "benchmark": full, "__default__": full}

@@ -3,7 +3,7 @@
 A backend turns (variant, precision) into a ``Session`` once (load, export, build, compile:
 the one-off cost), and a session turns each grid cell's inputs into a ``CellRunner``
 whose ``run`` is the only thing the harness times. Anything that stops a backend from
-running raises ``CellFailure`` with a status from ``results.STATUSES`` and a reason; the
+running raises ``CellFailure`` with a ``Status`` and a reason; the
 sweep turns that into a row and goes on.
 """
 
@@ -17,17 +17,26 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bench_pipeline.harness.status import Status
 
-# How allocators say they ran out when they raise a generic error (CUDA, CPU allocator, ORT arena,
-# and C++'s std::bad_alloc, which ONNX Runtime passes on for a failed host allocation).
+# How allocators say they ran out when they raise a generic error or only log (CUDA, CPU allocator, ORT
+# arena, C++'s std::bad_alloc, which ONNX Runtime passes on for a failed host allocation, and TensorRT's
+# builder log: "OutOfMemory", cudaErrorMemoryAllocation). Compared lower-case.
 _OOM_MESSAGES = (
-    "out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory", "bad_alloc",
+    "out of memory", "outofmemory", "cudaerrormemoryallocation",
+    "can't allocate memory", "cannot allocate memory", "failed to allocate memory", "bad_alloc",
 )
 
 
+def mentions_out_of_memory(text: str) -> bool:
+    """Whether an error message or a library's error log says memory ran out."""
+    lowered = text.lower()
+    return any(m in lowered for m in _OOM_MESSAGES)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    text = str(error).lower()
-    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(m in text for m in _OOM_MESSAGES)
+    """The one out-of-memory test: torch's and Python's own errors, or a message that says so."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or mentions_out_of_memory(str(error))
 
 
 class CellFailure(Exception):
@@ -38,13 +47,30 @@ class CellFailure(Exception):
     """
 
     def __init__(
-        self, status: str, reason: str, costs: dict[str, float] | None = None, extra: dict[str, Any] | None = None
+        self,
+        status: Status | str,
+        reason: str,
+        costs: dict[str, float] | None = None,
+        extra: dict[str, Any] | None = None,
     ):
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.costs = costs or {}
         self.extra = extra or {}
+
+
+def classify(error: BaseException) -> tuple[Status | str, str]:
+    """(status, reason) of an exception that stopped a unit, a cell or a build: the one classifier."""
+    if isinstance(error, CellFailure):
+        return error.status, error.reason
+    text = str(error).strip()
+    message = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    if isinstance(error, ImportError):
+        return Status.SKIPPED, f"a library this backend needs is not installed: {message}"
+    if is_out_of_memory(error):
+        return Status.OOM, message
+    return Status.ERROR, message
 
 
 @dataclass(frozen=True)

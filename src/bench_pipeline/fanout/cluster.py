@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from bench_pipeline.fanout.spec import ScaleSpec
 
@@ -94,12 +95,18 @@ def check_workers(client: Any) -> None:
     devices = worker_devices(client)
     gpu_workers = {a: d for a, d in devices.items() if d["gpu"]}
     if not gpu_workers:
-        raise ValueError(f"the Dask cluster has no worker with resource {GPU}=1 (workers: {sorted(devices)}); "
-                         f"start one per GPU: CUDA_VISIBLE_DEVICES=i dask worker <scheduler> --nthreads 1 --resources {GPU}=1")
-    problems = [f"{a}: {d['nthreads']} threads (needs --nthreads 1)" for a, d in gpu_workers.items() if d["nthreads"] != 1]
+        raise ValueError(
+            f"the Dask cluster has no worker with resource {GPU}=1 (workers: {sorted(devices)}); start one per GPU: "
+            f"CUDA_VISIBLE_DEVICES=i dask worker <scheduler> --nthreads 1 --resources {GPU}=1"
+        )
+    problems = [
+        f"{a}: {d['nthreads']} threads (needs --nthreads 1)" for a, d in gpu_workers.items() if d["nthreads"] != 1
+    ]
     problems += [f"{a}: CUDA_VISIBLE_DEVICES={d['device']!r} (needs exactly one GPU id)"
                  for a, d in gpu_workers.items() if not d["device"] or "," in d["device"]]
     shared = Counter((d["host"], d["device"]) for d in gpu_workers.values())
-    problems += [f"{n} workers on {host} share CUDA_VISIBLE_DEVICES={device}" for (host, device), n in shared.items() if n > 1]
+    problems += [
+        f"{n} workers on {host} share CUDA_VISIBLE_DEVICES={device}" for (host, device), n in shared.items() if n > 1
+    ]
     if problems:
         raise ValueError("the Dask cluster would let two units share a GPU: " + "; ".join(problems))

@@ -28,8 +28,8 @@ from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.fanout.cluster import GPU, connect, worker_devices
 from bench_pipeline.fanout.task import run_shard
 from bench_pipeline.fanout.tracking import log_child_runs, start_sweep, tracking_server
-from bench_pipeline.results import cell_name, make_row
-from bench_pipeline.sweep import BASELINE, Rounds, Unit, run_units
+from bench_pipeline.harness.results import cell_name, make_row
+from bench_pipeline.harness.sweep import BASELINE, Rounds, Unit, run_units
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def fan_out(units: list[Unit], config: BenchmarkConfig, tracking_uri: str, paren
     local = [u for u in units if id(u) not in in_shards and not (is_baseline(u) and shards and u.todo)]
     rows, raw = _index(*run_units(local, config)) if local else ({}, {})
     started = time.perf_counter()
-    with tracking_server(tracking_uri, config.scale.scheduler is not None, FANOUT_DIR / f"mlflow-{sweep_id}.log") as url:
+    server_log = FANOUT_DIR / f"mlflow-{sweep_id}.log"
+    with tracking_server(tracking_uri, config.scale.scheduler is not None, server_log) as url:
         tracking = start_sweep(url, sweep_id, experiment_name, parent_run_id)
         with connect(config.scale, visible_gpus) as client:
             records = run_shards(client, shards, config, sweep_id, tracking)
@@ -191,7 +192,7 @@ def _failed(shard: Shard, error: BaseException, tracking: dict[str, Any] | None)
     killed = type(error).__name__ == "KilledWorker"
     status = "crashed" if killed else "error"
     reason = (f"its Dask worker died on two attempts ({type(error).__name__})" if killed
-              else f"the shard failed twice: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+              else f"the shard failed twice: {type(error).__name__}: {_first_line(error)}")
     log.warning("%s (%s): %s", shard.key, ", ".join(u.label for u in shard.units), reason)
     rows = [make_row(**u.base, batch=c.batch, seq=c.seq, status=status, reason=reason)
             for u in shard.units if not is_baseline(u) for c in u.todo]
@@ -231,3 +232,7 @@ def _merge(records, shards, rows, raw) -> None:
             rows[key] = row
             if f"{label}/{key[1]}" in record["raw"]:
                 raw[f"{label}/{key[1]}"] = record["raw"][f"{label}/{key[1]}"]
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else ""

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline.journal import Journal
+from bench_pipeline.harness.journal import Journal
 
 
 def device_facts() -> dict[str, Any]:
@@ -75,7 +75,7 @@ class SharedJournal(Journal):
 
 
 def measure_shard(units: list, config, stamp: dict[str, Any]) -> dict[str, Any]:
-    from bench_pipeline.sweep import run_units
+    from bench_pipeline.harness.sweep import run_units
 
     stamp = stamp | device_facts()
     for unit in units:

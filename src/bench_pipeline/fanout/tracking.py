@@ -18,11 +18,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from bench_pipeline.results import cell_name
+from bench_pipeline.harness.results import cell_name
 
 log = logging.getLogger(__name__)
 

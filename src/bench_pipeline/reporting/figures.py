@@ -9,7 +9,8 @@ function returns ``(figure, None)`` or, when the frame lacks what the figure nee
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt_ms
 from bench_pipeline.reporting.tables import (
     BASELINE,
@@ -88,7 +90,7 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
     batches = sorted(int(b) for b in frame["batch"].unique())
     seqs = sorted(int(s) for s in frame["seq"].unique())
     configs = ordered_configs(frame)
-    speedups = frame.loc[frame["status"] == "ok", "speedup"].dropna()
+    speedups = frame.loc[frame["status"] == Status.OK, "speedup"].dropna()
     lo, hi = (speedups.min(), speedups.max()) if not speedups.empty else (1.0, 1.0)
     # Fixed floor and ceiling so a 0.9× cell reads as "about the same", not as alarm red.
     norm = TwoSlopeNorm(vmin=min(lo, 0.5), vcenter=1.0, vmax=max(hi, 2.0))
@@ -106,7 +108,7 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         grid = np.full((len(batches), len(seqs)), np.nan)
         for row in rows.itertuples(index=False):
             i, j = batches.index(int(row.batch)), seqs.index(int(row.seq))
-            if row.status == "ok" and not pd.isna(row.speedup):
+            if row.status == Status.OK and not pd.isna(row.speedup):
                 grid[i, j] = row.speedup
         image = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto", origin="lower")
         for row in rows.itertuples(index=False):
@@ -141,7 +143,7 @@ def _heatmap_footnote(marks: str, intervals: bool, not_run: pd.DataFrame) -> str
 
 def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> str:
     """Write one cell's text; returns the marks it carried (``tables.marks_of``)."""
-    if row.status == "ok":
+    if row.status == Status.OK:
         if pd.isna(row.speedup):
             ax.text(j, i, f"{fmt_ms(row.p50_ms)} ms\nno baseline", ha="center", va="center", fontsize=8)
             return ""
@@ -154,14 +156,14 @@ def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> str:
         ax.text(j, i, f"{text}\n{fmt_ms(row.p50_ms)} ms", ha="center", va="center", fontsize=9, color=ink,
                 fontweight="bold")
         return marks
-    unstable = row.status == "unstable"
+    unstable = row.status == Status.UNSTABLE
     ax.add_patch(Rectangle(
         (j - 0.5, i - 0.5), 1, 1, linewidth=0,
         facecolor="none" if unstable else _FAILED_FACE, hatch=_UNSTABLE_HATCH if unstable else _FAILED_HATCH,
         edgecolor=_UNSTABLE_EDGE if unstable else "0.6",
     ))
     text = str(row.status)
-    if row.status in ("fail_accuracy", "unstable") and not pd.isna(row.speedup):
+    if row.status in (Status.FAIL_ACCURACY, Status.UNSTABLE) and not pd.isna(row.speedup):
         text += f"\n({row.speedup:.2f}×)"
     ax.text(j, i, text, ha="center", va="center", fontsize=8, color="0.15",
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})
@@ -211,7 +213,7 @@ def latency_vs_batch(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappi
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    excluded = int((df["status"] != "ok").sum())
+    excluded = int((df["status"] != Status.OK).sum())
     note = f"{excluded} cell(s) not ok are not drawn; see the report's failure list" if excluded else None
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=9,
                title=note, title_fontsize=8)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from html import escape
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench_pipeline.harness.results import STATUSES
+from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import FIGURE_TITLES
 from bench_pipeline.reporting.sections import Section, report_sections, title
-from bench_pipeline.results import STATUSES
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -37,7 +39,7 @@ details > summary { cursor: pointer; }
 details > summary h2 { display: inline; }
 """
 
-_BAD_STATUSES = tuple(s for s in STATUSES if s not in ("ok", "unstable"))
+_BAD_STATUSES = tuple(s for s in STATUSES if s not in (Status.OK, Status.UNSTABLE))
 
 
 def figure_png_base64(figure: Figure, dpi: int = 110) -> str:
@@ -58,8 +60,8 @@ def html_table(table: pd.DataFrame) -> str:
             classes = []
             if text.startswith(_BAD_STATUSES):
                 classes.append("bad")
-            elif text.startswith("unstable"):
-                classes.append("unstable")
+            elif text.startswith(Status.UNSTABLE):
+                classes.append("unstable")  # the CSS class
             if column == "reason":
                 classes.append("reason")
             attribute = f' class="{" ".join(classes)}"' if classes else ""

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -161,7 +162,7 @@ def add_roofline(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[s
     """
     missing = [c for c in ("precision", "batch", "seq", "p50_ms") if c not in df.columns]
     if missing:
-        raise ValueError(f"results frame lacks columns {missing}; see bench_pipeline.results.COLUMNS")
+        raise ValueError(f"results frame lacks columns {missing}; see bench_pipeline.harness.results.COLUMNS")
     out = df.copy()
     for column in ("gflops", "achieved_tflops", "roofline_ms", "roofline_pct"):
         out[column] = math.nan

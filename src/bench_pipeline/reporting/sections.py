@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 
+from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
+from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
 from bench_pipeline.reporting.roofline import roofline_basis
-from bench_pipeline.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,
@@ -91,7 +93,7 @@ def headline(df: pd.DataFrame) -> str:
     where = f"{config} at {cell_label(best['batch'], best['seq'])}"
     speedup = fmt_speedup(best["speedup"], best["speedup_ci_low"], best["speedup_ci_high"])
     text += f" Best trustworthy speedup over FP32 eager: {speedup} ({where})."
-    if counts.get("unstable"):
+    if counts.get(Status.UNSTABLE):
         text += f" {counts['unstable']} unstable cell(s) are left out of it and of the winners."
     return text
 
@@ -155,14 +157,14 @@ def _measured_on(row: Any) -> str:
 
 
 def _latency_text(row: Any) -> str:
-    if row.status in ("ok", "unstable"):
+    if row.status in (Status.OK, Status.UNSTABLE):
         marks = marks_of(row)
         latency = fmt_ci(row.p50_ms, getattr(row, "p50_ci_low_ms", None), getattr(row, "p50_ci_high_ms", None),
                          fmt_ms, " ms")
         speedup = fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
         text = latency + marks + (f" · {speedup}" if speedup else "")
-        return f"unstable: {text}" if row.status == "unstable" else text
-    if row.status == "fail_accuracy" and not pd.isna(row.p50_ms):
+        return f"unstable: {text}" if row.status == Status.UNSTABLE else text
+    if row.status == Status.FAIL_ACCURACY and not pd.isna(row.p50_ms):
         return f"fail_accuracy ({fmt_ms(row.p50_ms)} ms)"
     return str(row.status)
 
@@ -173,7 +175,7 @@ def _parity_text(row: Any) -> str:
     text = f"cos {fmt(row.cosine, '.6f')} · maxΔ {fmt(row.max_abs, '.1e')}"
     if not pd.isna(getattr(row, "pooled_cosine", None)):
         text += f"\npooled cos {fmt(row.pooled_cosine, '.6f')} · maxΔ {fmt(row.pooled_max_abs, '.1e')}"
-    return f"fail_accuracy: {text}" if row.status == "fail_accuracy" else text
+    return f"fail_accuracy: {text}" if row.status == Status.FAIL_ACCURACY else text
 
 
 def _winner_text(row: Any) -> str:

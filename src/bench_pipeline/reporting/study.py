@@ -10,14 +10,16 @@ the rest of the reports. Any results table works: a run's own, or an older one k
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import Drawn, figure_title
 from bench_pipeline.reporting.formatting import cell_label, config_label
 from bench_pipeline.reporting.tables import CELL, _numeric, add_speedup, check_frame, ordered_configs, rows_of
@@ -61,7 +63,7 @@ def study_speedups(df: pd.DataFrame) -> pd.DataFrame:
     out["speedup"] = _numeric(df, "speedup").fillna(ratio)
     for column in ("speedup_ci_low", "speedup_ci_high"):
         out[column] = _numeric(df, column)
-    return out[(out["status"] == "ok") & out["speedup"].notna()]
+    return out[(out["status"] == Status.OK) & out["speedup"].notna()]
 
 
 def speedup_bars(
@@ -95,7 +97,7 @@ def speedup_bars(
     ax.set_xlabel("batch size × sequence length (tokens)")
     ax.set_ylabel("speedup over PyTorch eager FP32 (×)")
     ax.grid(True, axis="y", alpha=0.3)
-    dropped = int((df["status"] != "ok").sum())
+    dropped = int((df["status"] != Status.OK).sum())
     whiskers = "whiskers: bootstrap 95 % interval" if frame["speedup_ci_low"].notna().any() else (
         "no intervals in these results")
     legend_title = f"{whiskers}; {dropped} cell(s) not ok not drawn" if dropped else whiskers

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
+from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.formatting import cell_label, config_label
 from bench_pipeline.reporting.roofline import add_roofline
-from bench_pipeline.results import KEY_COLUMNS, TRUSTED
 
 # The reference every speedup is measured against: what a user gets without trying.
 BASELINE = {"backend": "eager", "variant": "default", "precision": "fp32"}
@@ -24,7 +26,7 @@ CELL = ["batch", "seq"]
 CONFIG = ["backend", "variant", "precision"]
 COST_COLUMNS = ["setup_s", "export_s", "build_s", "compile_s"]
 # Statuses whose timing numbers were measured and are kept; only TRUSTED ones ever win.
-MEASURED = ("ok", "fail_accuracy", "unstable")
+MEASURED = (Status.OK, Status.FAIL_ACCURACY, Status.UNSTABLE)
 SPEEDUP_COLUMNS = ["speedup", "speedup_ci_low", "speedup_ci_high"]
 # A GPU call in which the GPU waited for the host more than this share is bound by host dispatch.
 DISPATCH_BOUND = 0.5
@@ -38,7 +40,7 @@ def check_frame(df: pd.DataFrame, needed: list[str] | tuple[str, ...] = ()) -> N
         raise TypeError(f"results must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in [*_REQUIRED, *needed] if c not in df.columns]
     if missing:
-        raise ValueError(f"results frame lacks columns {missing}; see bench_pipeline.results.COLUMNS")
+        raise ValueError(f"results frame lacks columns {missing}; see bench_pipeline.harness.results.COLUMNS")
     if "model" in df.columns:
         models = sorted({str(m) for m in df["model"].dropna()})
         if len(models) > 1:
@@ -85,7 +87,7 @@ def baseline_p50(df: pd.DataFrame) -> pd.DataFrame:
     check_frame(df, ["p50_ms"])
     baseline = _is_baseline(df)
     one_off = _one_off_s(df[baseline])
-    base = df[baseline & (df["status"] == "ok")].copy()
+    base = df[baseline & (df["status"] == Status.OK)].copy()
     base["baseline_p50_ms"] = _numeric(base, "p50_ms")
     base["baseline_one_off_s"] = one_off.reindex(base.index)
     return base[[*CELL, "baseline_p50_ms", "baseline_one_off_s"]].drop_duplicates(CELL)
@@ -98,14 +100,16 @@ def add_speedup(df: pd.DataFrame) -> pd.DataFrame:
     rounds), with its bootstrap interval: it is kept. Older results have no such column, or
     NaN in it: there the speedup is baseline p50 / p50 and its interval is unknown (NaN).
     ``fail_accuracy`` and ``unstable`` rows keep a speedup (a report may show how fast the
-    wrong or unsure answer was); every other non-ok row gets NaN.
+    wrong or unsure answer was); every other non-ok row gets NaN, and so does every row of a
+    cell whose baseline is not ok: a ratio over an unsure baseline is no speedup.
     """
     check_frame(df, ["p50_ms"])
     out = df.drop(columns=["baseline_p50_ms", "baseline_one_off_s"], errors="ignore")
     base = baseline_p50(out)
     out = out.merge(base, on=CELL, how="left", validate="many_to_one")
     out.index = df.index
-    measured = out["status"].isin(MEASURED)
+    # over a baseline cell that is not ok (unstable, failed) there is no speedup to trust
+    measured = out["status"].isin(MEASURED) & out["baseline_p50_ms"].notna()
     paired = _numeric(out, "speedup")
     ratio = out["baseline_p50_ms"] / _numeric(out, "p50_ms")
     out["speedup"] = paired.where(paired.notna(), ratio).where(measured)
@@ -192,7 +196,7 @@ def unstable_cells(df: pd.DataFrame) -> pd.DataFrame:
     their numbers are in the tables, but none of them is a winner, a headline or a metric."""
     check_frame(df)
     contamination = df["contamination"] if "contamination" in df.columns else pd.Series(None, index=df.index)
-    flagged = df[(df["status"] == "unstable") | contamination.notna()].copy()
+    flagged = df[(df["status"] == Status.UNSTABLE) | contamination.notna()].copy()
     flagged["round_spread"] = _numeric(flagged, "round_spread")
     flagged["contamination"] = contamination.reindex(flagged.index)
     columns = [*KEY_COLUMNS, "status", "round_spread", "contamination", "reason"]

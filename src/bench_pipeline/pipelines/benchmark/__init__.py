@@ -1,3 +1,3 @@
-from bench_pipeline.pipelines.benchmark.pipeline import create_pipeline
+from bench_pipeline.pipelines.benchmark.pipeline import backend_pipeline, create_pipeline, needed
 
-__all__ = ["create_pipeline"]
+__all__ = ["backend_pipeline", "create_pipeline", "needed"]

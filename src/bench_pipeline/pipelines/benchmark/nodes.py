@@ -5,22 +5,23 @@ machine and every speedup is paired with the baseline measured beside it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench_pipeline.backends.base import BackendContext
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.devices import configure_torch, resolve_device
-from bench_pipeline.environment import compare_snapshots, gpu_state_snapshot
 from bench_pipeline.fanout.driver import fan_out_here
-from bench_pipeline.journal import JOURNAL_DIR, Journal, key_context
-from bench_pipeline.machine_load import effective_threads, load_check
+from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, key_context
+from bench_pipeline.harness.machine_load import effective_threads, load_check
+from bench_pipeline.harness.results import to_frame
+from bench_pipeline.harness.sweep import Unit, plan_units, run_units
 from bench_pipeline.pipelines.model.nodes import grid_cells
-from bench_pipeline.results import to_frame
-from bench_pipeline.sweep import Unit, plan_units, run_units
+from bench_pipeline.system.device import configure_torch, resolve_device
+from bench_pipeline.system.environment import compare_snapshots, gpu_state_snapshot
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import torch
 
 from bench_pipeline.backends.base import Cell
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.dispatch import host_dispatch
-from bench_pipeline.environment import capture_environment
-from bench_pipeline.machine_load import effective_threads, load_check
-from bench_pipeline.models import check_sequence_lengths, resolve_model
-from bench_pipeline.reference import compute_reference
-from bench_pipeline.devices import configure_torch, resolve_device
+from bench_pipeline.harness.dispatch import host_dispatch
+from bench_pipeline.harness.machine_load import effective_threads, load_check
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import check_sequence_lengths, resolve_model
+from bench_pipeline.system.device import configure_torch, resolve_device
+from bench_pipeline.system.environment import capture_environment
 
 MODELS_DIR = Path("data/06_models")
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def grid_cells(config: BenchmarkConfig) -> list[Cell]:
 def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
     info = resolve_model(config.model, MODELS_DIR, config.seed)
     # hub models are only checked here, once their config is local
-    check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"])
+    check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"], info["model_type"])
     return info
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench_pipeline.harness.results import COLUMNS, KEY_COLUMNS, TRUSTED, cell_name
 from bench_pipeline.reporting import draw_all, html_report, markdown_summary, results_table
-from bench_pipeline.results import COLUMNS, KEY_COLUMNS, TRUSTED, cell_name
 
 # Metrics logged per trustworthy cell; the names are stable so runs can be compared cell by cell.
 CELL_METRICS = (

@@ -1,11 +1,11 @@
 from kedro.pipeline import Node, Pipeline
 
-from bench_pipeline.backends import BACKENDS
+from bench_pipeline.backends import runnable
 from bench_pipeline.pipelines.report.nodes import mlflow_metrics, publish_results, render_report
 
 
 def create_pipeline(backends: list[str] | None = None, **kwargs) -> Pipeline:
-    backends = backends or list(BACKENDS)
+    backends = backends or runnable()
     return Pipeline(
         [
             Node(

@@ -1,0 +1,32 @@
+"""What the project knows about a backend before importing any of it: its runtime class, its build steps and the
+artifacts its units read. Each backend package declares one ``BACKEND`` descriptor in its ``__init__.py``; the
+registry (``backends/__init__.py``) lists them; ``pipelines/benchmark`` turns each into a Kedro namespace
+``[build] -> plan``. Plain data, no torch and no Kedro, so ``config.py`` can validate names without importing
+a backend library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """One Kedro node of a backend's build (export, optimize, engine build, compile), declared as data so a
+    backend package imports no Kedro. Its ``output`` keeps its catalog name outside the namespace."""
+
+    func: str  # "module:function"
+    inputs: tuple[str, ...]
+    output: str
+    name: str
+
+
+@dataclass(frozen=True)
+class BackendDescriptor:
+    name: str
+    #: "module:class" of its ``Backend``; None for a build-only backend (the shared ONNX export)
+    runtime: str | None = None
+    build: tuple[BuildStep, ...] = ()
+    #: what its plan node reads: ``BackendContext.artifacts`` key -> catalog dataset
+    reads: dict[str, str] = field(default_factory=dict)
+    #: build-only backends whose steps it needs (their namespace runs whenever this backend is in the pipeline)
+    needs: tuple[str, ...] = ()

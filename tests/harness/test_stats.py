@@ -1,0 +1,66 @@
+"""Rounds, their agreement, and the bootstrap intervals of latencies and speedups."""
+
+import numpy as np
+import pytest
+
+from bench_pipeline.harness.stats import (
+    agreeing_rounds,
+    latency_interval,
+    paired_speedup,
+    robust_cov,
+    round_spread,
+    unpaired_speedup,
+)
+
+
+def rounds(medians, rng, calls=200, noise=0.01):
+    return [m * (1 + noise * rng.standard_normal(calls)) for m in medians]
+
+
+def test_latency_is_the_median_of_round_medians_inside_its_interval():
+    rng = np.random.default_rng(0)
+    data = rounds([10.0, 10.2, 9.9], rng)
+    estimate = latency_interval(data)
+    assert estimate.value == pytest.approx(np.median([np.median(r) for r in data]))
+    assert estimate.low < estimate.value < estimate.high
+    assert estimate.high - estimate.low < 0.5  # three close rounds: a tight interval
+
+
+def test_rounds_that_disagree_widen_the_interval():
+    rng = np.random.default_rng(0)
+    close = latency_interval(rounds([10.0, 10.1, 9.9], rng))
+    apart = latency_interval(rounds([10.0, 13.0, 8.0], rng))
+    assert (apart.high - apart.low) > 5 * (close.high - close.low)
+
+
+def test_a_paired_speedup_cancels_drift_that_hit_both_sides():
+    rng = np.random.default_rng(1)
+    drift = [10.0, 13.0, 8.0]  # the host slowed down and sped up; both backends felt it
+    baseline = rounds(drift, rng)
+    candidate = rounds([d / 2 for d in drift], rng)
+    paired = paired_speedup(baseline, candidate)
+    unpaired = unpaired_speedup(baseline, candidate)
+    assert paired.value == pytest.approx(2.0, rel=0.02)
+    assert paired.low < 2.0 < paired.high
+    assert (paired.high - paired.low) < 0.25 * (unpaired.high - unpaired.low)
+
+
+def test_paired_rounds_must_match_in_number():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="paired rounds differ in number: 3 baseline, 2 candidate"):
+        paired_speedup(rounds([1, 1, 1], rng), rounds([1, 1], rng))
+
+
+def test_the_agreeing_rounds_leave_an_outlying_round_out():
+    data = {0: np.array([15.0]), 1: np.array([10.0]), 2: np.array([10.3]), 3: np.array([10.1])}
+    assert agreeing_rounds(data, 3) == [1, 2, 3]
+    assert agreeing_rounds(data, 4) == [0, 1, 2, 3]
+    assert round_spread([data[r] for r in (1, 2, 3)]) == pytest.approx(0.3 / 10.1)
+
+
+def test_robust_cov_ignores_a_few_preempted_calls():
+    times = np.full(100, 1.0) + np.linspace(-0.01, 0.01, 100)
+    preempted = times.copy()
+    preempted[:3] = 50.0  # the OS ran something else
+    assert robust_cov(preempted) < 0.02
+    assert np.std(preempted) / np.mean(preempted) > 1.0  # the plain CoV says "noisy" for nothing

@@ -1,0 +1,186 @@
+"""The sweep on a real model: one row per cell, failures recorded, later cells still run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench_pipeline.backends import REGISTRY
+from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure
+from bench_pipeline.backends.descriptor import BackendDescriptor
+from bench_pipeline.backends.eager.runtime import EagerBackend
+from bench_pipeline.config import BenchmarkConfig, ModelSpec
+from bench_pipeline.harness.journal import Journal
+from bench_pipeline.harness.sweep import run_backend
+from bench_pipeline.model.reference import compute_reference
+from bench_pipeline.model.source import _cpu_has_native_bf16, resolve_model
+from bench_pipeline.system.device import configure_torch
+
+CELLS = [Cell(1, 16), Cell(2, 32)]
+FAST = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 5, "min_time_s": 0, "max_time_s": 5}
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_bert_dir, tmp_path_factory):
+    info = resolve_model(ModelSpec(source="local", name=str(tiny_bert_dir)), tmp_path_factory.mktemp("m"), 0)
+    configure_torch(None)
+    # one thread: a 2-thread team on a shared 2-core machine waits for its preempted thread at every op
+    ctx = BackendContext(Path(info["path"]), info, torch.device("cpu"), 1, CELLS, tmp_path_factory.mktemp("w"))
+    reference = compute_reference(info, CELLS, torch.device("cpu"), seed=0)
+    return ctx, reference
+
+
+def config_for(backends, precisions=("fp32",)):
+    return BenchmarkConfig(
+        grid={"batch_sizes": [1, 2], "sequence_lengths": [16, 32]},
+        precisions=list(precisions),
+        timing=FAST,
+        # a shared test machine: the gate is tested on its own (test_noise_gate.py); here only
+        # a machine with every core busy elsewhere would make these cells unstable
+        rounds={"count": 3, "max_spread": 5.0, "retries": 0},
+        noise={"max_other_cpu": 1.0},
+        backends=backends,
+    )
+
+
+def test_eager_rows_one_per_cell_with_sane_numbers(setup):
+    ctx, reference = setup
+    config = config_for({"eager": {}}, precisions=["fp32", "fp16", "bf16"])
+    rows, raw = run_backend("eager", config.backends["eager"], config, ctx, reference)
+    assert [(r["precision"], r["batch"], r["seq"]) for r in rows] == [
+        (p, c.batch, c.seq) for p in ["fp32", "fp16", "bf16"] for c in CELLS
+    ]
+    by_precision = {p: [r for r in rows if r["precision"] == p] for p in ["fp32", "fp16", "bf16"]}
+    for row in by_precision["fp32"]:
+        assert row["status"] == "ok" and row["reason"] is None, row["reason"]
+        assert row["max_abs"] == 0.0 and row["cosine"] == pytest.approx(1.0)
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["p50_ci_low_ms"] <= row["p50_ms"] <= row["p50_ci_high_ms"]
+        assert row["rounds"] == 3 and row["round_spread"] >= 0
+        assert row["speedup"] == 1.0  # the FP32 eager baseline itself
+        assert row["iterations"] >= 3 * 5 and row["first_call_ms"] > 0
+        assert row["throughput_tok_s"] == pytest.approx(row["throughput_seq_s"] * row["seq"])
+        assert row["threads"] == ctx.threads and row["model"] == ctx.model_info["name"]
+    assert all(r["status"] == "unsupported" and "FP16" in r["reason"] for r in by_precision["fp16"])
+    native_bf16 = _cpu_has_native_bf16()  # AVX512-BF16 or AMX
+    if native_bf16:
+        for row in by_precision["bf16"]:
+            assert row["status"] == "ok" and 0 < row["max_abs"] < 0.5 and row["cosine"] > 0.99
+    else:  # torch would emulate BF16 here: refused rather than timed
+        assert all(r["status"] == "unsupported" and "BF16" in r["reason"] for r in by_precision["bf16"])
+    timed = ["fp32", "bf16"] if native_bf16 else ["fp32"]
+    assert set(raw) == {f"eager/default/{p}/b{c.batch}_s{c.seq}" for p in timed for c in CELLS}
+    for row in rows:
+        if row["status"] == "ok":  # every round's calls are kept, the counted ones make the row
+            rounds = raw[f"eager/default/{row['precision']}/b{row['batch']}_s{row['seq']}"]
+            counted = json.loads(row["extra"])["counted_rounds"]
+            assert sum(len(rounds[r]) for r in counted) == row["iterations"]
+
+
+class FlakyBackend(Backend):
+    """Cannot open variant 'broken'; in variant 'default' the 1x16 cell raises, 2x32 runs eager."""
+
+    name = "flaky"
+
+    def open(self, ctx, variant, precision, options):
+        if variant == "broken":
+            raise RuntimeError("driver exploded\nlong traceback text")
+        session = EagerBackend().open(ctx, variant, precision, options)
+        prepare = session.prepare
+
+        def flaky_prepare(inputs, cell):
+            if cell == Cell(1, 16):
+                raise CellFailure("skipped", "this shape is not in the profile")
+            return prepare(inputs, cell)
+
+        session.prepare = flaky_prepare
+        return session
+
+
+class WrongBackend(Backend):
+    """Runs eager but returns outputs that are off: a fast wrong answer."""
+
+    name = "wrong"
+
+    def open(self, ctx, variant, precision, options):
+        session = EagerBackend().open(ctx, variant, precision, options)
+        prepare = session.prepare
+
+        def wrong_prepare(inputs, cell):
+            runner = prepare(inputs, cell)
+            outputs = runner.outputs
+            runner.outputs = lambda: {k: v + 1.0 for k, v in outputs().items()}
+            return runner
+
+        session.prepare = wrong_prepare
+        return session
+
+
+@pytest.fixture
+def test_backends(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "flaky", BackendDescriptor("flaky", runtime=f"{__name__}:FlakyBackend"))
+    monkeypatch.setitem(REGISTRY, "wrong", BackendDescriptor("wrong", runtime=f"{__name__}:WrongBackend"))
+
+
+def test_failures_become_rows_and_the_sweep_goes_on(setup, test_backends):
+    ctx, reference = setup
+    config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
+    journal = Journal(ctx.workdir / "flaky.jsonl")
+    rows, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1})
+    by_cell = lambda row: (row["variant"], row["batch"], row["seq"])  # noqa: E731
+    journaled = sorted((entry["row"] for entry in journal.load().values()), key=by_cell)
+    assert journaled == sorted(rows, key=by_cell)  # each row on disk as its cell finished
+    statuses = [(r["variant"], r["batch"], r["status"], r["reason"]) for r in rows]
+    assert statuses[:2] == [("broken", 1, "error", "RuntimeError: driver exploded"),
+                            ("broken", 2, "error", "RuntimeError: driver exploded")]
+    assert statuses[2] == ("default", 1, "skipped", "this shape is not in the profile")
+    assert statuses[3][:3] == ("default", 2, "ok")
+
+
+def test_wrong_outputs_are_fail_accuracy_with_numbers_kept(setup, test_backends):
+    ctx, reference = setup
+    config = config_for({"wrong": {}})
+    rows, _ = run_backend("wrong", config.backends["wrong"], config, ctx, reference)
+    assert all(r["status"] == "fail_accuracy" for r in rows)
+    assert all("mean abs diff" in r["reason"] and r["p50_ms"] > 0 for r in rows)
+    assert rows[0]["max_abs"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_reference_keys_cover_every_cell_and_output(setup):
+    _, reference = setup
+    assert set(reference) == {f"b{c.batch}_s{c.seq}/{o}" for c in CELLS for o in ("last_hidden_state", "pooler_output")}
+    assert reference["b2_s32/last_hidden_state"].shape == (2, 32, 32)
+    assert reference["b2_s32/last_hidden_state"].dtype == np.float32
+
+
+def test_journaled_cells_are_reused_and_only_errors_are_retried(setup, test_backends):
+    ctx, reference = setup
+    config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
+    journal = Journal(ctx.workdir / "resume.jsonl")
+    first, first_raw = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1})
+    second, second_raw = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1})
+    ok_first = [r for r in first if r["status"] == "ok"]
+    ok_second = [r for r in second if r["status"] == "ok"]
+    assert len(ok_second) == 1 and ok_second[0]["p50_ms"] == ok_first[0]["p50_ms"]  # not measured again
+    assert '"reused_from_journal": true' in ok_second[0]["extra"]
+    first_rounds, second_rounds = first_raw["flaky/default/fp32/b2_s32"], second_raw["flaky/default/fp32/b2_s32"]
+    assert set(first_rounds) == set(second_rounds)
+    assert all(np.array_equal(first_rounds[r], second_rounds[r]) for r in first_rounds)
+    skipped = next(r for r in second if r["status"] == "skipped")
+    assert "reused_from_journal" not in (skipped["extra"] or "")  # a skip is retried: a library may be there now
+    retried = [r for r in second if r["status"] == "error"]
+    assert len(retried) == 2 and "reused_from_journal" not in (retried[0]["extra"] or "")
+    third, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 2})
+    assert "reused_from_journal" not in next(r for r in third if r["status"] == "ok")["extra"]  # other config
+    fourth, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1}, reuse=False)
+    assert "reused_from_journal" not in next(r for r in fourth if r["status"] == "ok")["extra"]  # forced rerun
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append("k1", {"status": "ok", "p50_ms": 1.0}, {0: np.array([1.0, 2.0])})
+    with journal.path.open("a") as f:
+        f.write('{"key": "k2", "row": {"sta')  # what a SIGKILL mid-write leaves
+    assert list(journal.load()) == ["k1"]

@@ -1,0 +1,39 @@
+"""Configuration environments merge softly: conf/gpu (or conf/local) holds only what differs from conf/base."""
+
+import yaml
+from kedro.config import OmegaConfigLoader
+
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.settings import CONFIG_LOADER_ARGS
+from conftest import PROJECT_ROOT
+
+
+def test_the_gpu_environment_keeps_base_settings_it_does_not_repeat():
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="gpu", **CONFIG_LOADER_ARGS)
+    gpu = loader["parameters"]["benchmark"]
+    assert "tolerances" not in (PROJECT_ROOT / "conf/gpu/parameters_benchmark.yml").read_text()
+    assert gpu["tolerances"]["fp16"] == {"min_cosine": 0.999, "max_mean_abs": 2.0e-2}  # from conf/base
+    assert gpu["model"]["name"] == "bert-base-uncased"  # from conf/gpu
+
+
+def test_every_setting_is_listed_in_the_base_parameters():
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)
+    assert set(BenchmarkConfig.model_fields) <= set(loader["parameters"]["benchmark"])
+
+
+def _repeated(delta: dict, base: dict, path: str = "") -> list[str]:
+    """Keys of ``delta`` whose value is the one ``base`` already has (a dict compared key by key)."""
+    found = []
+    for key, value in delta.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            found += _repeated(value, base[key], where)
+        elif key in base and base[key] == value:
+            found.append(where)
+    return found
+
+
+def test_the_gpu_parameters_hold_only_what_differs_from_base():
+    base, gpu = (yaml.safe_load((PROJECT_ROOT / f"conf/{env}/parameters_benchmark.yml").read_text())
+                 for env in ("base", "gpu"))
+    assert _repeated(gpu, base) == []
