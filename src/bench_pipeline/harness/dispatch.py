@@ -42,7 +42,7 @@ def _burst_us(x: torch.Tensor, sync: Callable[[], None]) -> float:
 
 
 def dispatch_share(
-    fn: Callable[[], None], stream: torch.cuda.Stream | None, p50_ms: float, calls: int = 5
+    fn: Callable[[], None], device: torch.device, stream: torch.cuda.Stream | None, p50_ms: float, calls: int = 5
 ) -> float | None:
     """1 - (GPU-only time / p50): the share of a call in which the GPU idled, waiting for launches.
 
@@ -51,7 +51,7 @@ def dispatch_share(
     back. A runner that synchronizes inside its call cannot be queued that way; it then reads
     as not dispatch-bound (a share near 0), never as more bound than it is.
     """
-    stream = stream or torch.cuda.current_stream()
+    stream = stream or torch.cuda.current_stream(device)
     cycles = int(_cycles_per_ms(stream) * (3 * p50_ms + 1))
     gpu_only = []
     for _ in range(calls):

@@ -137,11 +137,11 @@ def run_units(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[str
     """
     sweep_id = uuid.uuid4().hex[:12]
     live = [u for u in units if u.todo and u.failure is None]
-    opened = _open_all(live, config)
-    measuring = [u for u in live if opened[u]["status"] == "open"]
     rows: dict[tuple[Unit, Cell], dict[str, Any]] = {}
     raw: dict[str, Rounds] = {}
     try:
+        opened = _open_all(live, config)  # inside: workers already started are closed whatever happens
+        measuring = [u for u in live if opened[u]["status"] == "open"]
         for cell in dict.fromkeys(c for u in units for c in u.cells):
             _measure_cell([u for u in measuring if cell in u.todo], cell, config)
             here = [u for u in units if cell in u.cells]
@@ -155,7 +155,8 @@ def run_units(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[str
                     unit.journal.append(unit.keys[cell], rows[(unit, cell)], raw.get(_raw_key(unit, cell)))
     finally:
         for unit in live:
-            unit.worker.close()
+            if unit.worker is not None:
+                unit.worker.close()
     for backend in dict.fromkeys(u.backend for u in units):
         mine = [u for u in units if u.backend == backend]
         journal = mine[0].journal
@@ -336,13 +337,16 @@ def _add_speedups(
         if unit is baseline:
             row.update(speedup=1.0, speedup_ci_low=1.0, speedup_ci_high=1.0)
             continue
+        if base_row["status"] != Status.OK:  # a ratio over an unsure baseline is no speedup
+            row.update(speedup=None, speedup_ci_low=None, speedup_ci_high=None)
+            continue
         extra = json.loads(row["extra"] or "{}")
         base_extra = json.loads(base_row["extra"] or "{}")
         same_sweep = extra.get("sweep_id") is not None and extra.get("sweep_id") == base_extra.get("sweep_id")
         if cell in unit.reused and same_sweep:
             continue  # both from the same earlier sweep: its paired speedup stands
         counted = _counted(extra, cand_rounds)
-        common = [r for r in counted if r in base_rounds]
+        common = [r for r in counted if r in _counted(base_extra, base_rounds)]  # rounds both sides count
         paired = same_sweep and len(common) >= 2
         if paired:
             estimate = paired_speedup([base_rounds[r] for r in common], [cand_rounds[r] for r in common])

@@ -79,12 +79,13 @@ class _Clock:
 
     def __init__(self, device: torch.device, stream: torch.cuda.Stream | None, now_ns: Callable[[], int]):
         self.cuda = device.type == "cuda"
+        self.device = device
         self.stream = stream
         self.now_ns = now_ns
 
     def sync(self) -> None:
         if self.cuda:
-            (self.stream or torch.cuda.current_stream()).synchronize()
+            (self.stream or torch.cuda.current_stream(self.device)).synchronize()
 
     def time_call(self, fn: Callable[[], None]) -> tuple[float, float]:
         """(time, host time) of one call in ms; both equal on CPU."""
@@ -93,7 +94,7 @@ class _Clock:
             fn()
             host = (self.now_ns() - start) / 1e6
             return host, host
-        stream = self.stream or torch.cuda.current_stream()
+        stream = self.stream or torch.cuda.current_stream(self.device)
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start = self.now_ns()
         begin.record(stream)

@@ -90,7 +90,7 @@ class UnitSession:
             snapshot = gpu_state_snapshot(device) if device.type == "cuda" else {}
             share = None
             if device.type == "cuda":
-                share = dispatch_share(runner.run, runner.cuda_stream, float(measurement.stats()["p50_ms"]))
+                share = dispatch_share(runner.run, device, runner.cuda_stream, float(measurement.stats()["p50_ms"]))
         except Exception as error:  # noqa: BLE001
             status, reason = classify(error)
             del error
