@@ -103,6 +103,6 @@ def two_eager_ort_runs(tiny_bert_dir, tmp_path_factory) -> Path:
         "backends": {"eager": {}, "onnxruntime": {"variants": [{"name": "cpu", "options": {"provider": "cpu"}}]}},
     })
     for params in ("benchmark.resume=true", "benchmark.resume=false"):  # the second run measures again
-        result = kedro(project, "run", "--pipeline=benchmark", "--params", params)
+        result = kedro(project, "run", "--pipelines=benchmark", "--params", params)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project

@@ -110,6 +110,10 @@ def test_cell_timeout_without_isolation_is_a_config_error():
 
 
 def test_a_worker_process_uses_the_configured_thread_count(setup):
-    assert torch.get_num_threads() > 1  # this process's torch is not what the worker uses
-    rows = sweep(setup, {"fault": "none"}, isolation="process", cell_timeout_s=120)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # this process's torch is not what the worker uses
+    try:
+        rows = sweep(setup, {"fault": "none"}, isolation="process", cell_timeout_s=120)
+    finally:
+        torch.set_num_threads(before)
     assert all(r["status"] == "ok" and '"torch_threads": 1' in r["extra"] for r in rows.values())

@@ -39,7 +39,7 @@ def config_for(backends, precisions=("fp32",)):
         timing=FAST,
         # a shared test machine: the gate is tested on its own (test_noise_gate.py); here only
         # a machine with every core busy elsewhere would make these cells unstable
-        rounds={"count": 3, "max_spread": 5.0, "retries": 0},
+        rounds={"count": 3, "max_spread": 5.0, "retries": 2},  # retries leave a cold first round out
         noise={"max_other_cpu": 1.0},
         backends=backends,
     )
