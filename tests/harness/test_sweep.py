@@ -184,3 +184,17 @@ def test_a_torn_last_journal_line_is_ignored(tmp_path):
     with journal.path.open("a") as f:
         f.write('{"key": "k2", "row": {"sta')  # what a SIGKILL mid-write leaves
     assert list(journal.load()) == ["k1"]
+
+
+def test_the_baseline_is_measured_again_beside_a_candidate_measured_now(setup):
+    ctx, reference = setup
+    journal = Journal(ctx.workdir / "pairing.jsonl")
+    first = config_for({"eager": {}})
+    run_backend("eager", first.backends["eager"], first, ctx, reference, journal, {"run": 1})
+    both = config_for({"eager": {"variants": [{"name": "default"},
+                                              {"name": "eager-attn", "options": {"attn_implementation": "eager"}}]}})
+    rows, _ = run_backend("eager", both.backends["eager"], both, ctx, reference, journal, {"run": 1})
+    baseline = [r for r in rows if r["variant"] == "default"]
+    candidate = [r for r in rows if r["variant"] == "eager-attn"]
+    assert all("reused_from_journal" not in json.loads(r["extra"]) for r in baseline)  # measured again
+    assert all(json.loads(r["extra"])["speedup_paired"] for r in candidate if r["status"] == "ok")
