@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from bench_pipeline.backends import load_backend, runnable
+from bench_pipeline.fanout.spec import ScaleSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -193,6 +194,7 @@ class BenchmarkConfig(_Strict):
     # "none": every unit in this process, all open at once (an explicit choice, for debugging).
     isolation: Literal["none", "process"] = "process"
     cell_timeout_s: PositiveFloat | None = None
+    scale: ScaleSpec = Field(default_factory=ScaleSpec)  # fan-out over GPUs and hosts on Dask (fanout/)
 
     @field_validator("device")
     @classmethod
@@ -258,6 +260,20 @@ class BenchmarkConfig(_Strict):
                 f"cell_timeout_s={self.cell_timeout_s} needs isolation: process (a cell in this process cannot be "
                 "stopped from outside); set isolation: process or remove cell_timeout_s"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> BenchmarkConfig:
+        """Each fan-out worker sees its one GPU as cuda:0, and a local cluster needs the GPUs it names."""
+        if not self.scale.enabled:
+            return self
+        if self.device.startswith("cuda:") and self.device != "cuda:0":
+            raise ValueError(f"device {self.device!r} with benchmark.scale: every worker sees its own GPU as "
+                             "cuda:0; use device 'cuda' or 'auto'")
+        if self.scale.scheduler is None:
+            import torch
+
+            self.scale.local_gpu_workers(torch.cuda.device_count())
         return self
 
     def enabled_backends(self) -> dict[str, BackendSpec]:

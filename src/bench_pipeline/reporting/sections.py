@@ -7,6 +7,7 @@ only lay them out.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -142,6 +143,17 @@ def _pivot(df: pd.DataFrame, text_of: Callable[[Any], str]) -> pd.DataFrame:
     out = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     out.index.name = "backend precision"
     return out.reset_index()
+
+
+def _measured_on(row: Any) -> str:
+    """Where a fanned-out cell was measured (``fanout`` stamps host, GPU id and NVML UUID into
+    ``extra``); empty for a cell of a plain run."""
+    extra = json.loads(row.extra) if isinstance(row.extra, str) and row.extra else {}
+    if "shard" not in extra:
+        return ""
+    if not extra.get("gpu_id"):
+        return f"{extra.get('host', '?')} CPU worker"
+    return f"{extra.get('host', '?')} GPU {extra['gpu_id']} ({extra.get('gpu_uuid') or 'no NVML UUID: simulated'})"
 
 
 def _latency_text(row: Any) -> str:
@@ -295,6 +307,14 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
             "interval (older results: the speedup is the ratio of p50s). " + LEGEND
             + " Other entries give the status.",
             _pivot(shown, _latency_text),
+        ))
+    placed = _pivot(shown, _measured_on)
+    if (placed.drop(columns=placed.columns[0]) != "").any().any():
+        sections.append(Section(
+            "Which GPU measured which cell",
+            "The sweep was fanned out over GPUs: each candidate's speedup pairs it with the FP32 eager baseline "
+            "measured on the same GPU in the same rounds; the baseline's own row is from one of them.",
+            placed,
         ))
     if not not_run.empty:
         sections.append(Section(

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench_pipeline.backends.base import BackendContext
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.fanout.driver import fan_out_here
 from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, key_context
 from bench_pipeline.harness.machine_load import effective_threads, load_check
 from bench_pipeline.harness.results import to_frame
@@ -69,7 +70,7 @@ def make_measure_node(backends: list[str]) -> Callable[..., tuple[pd.DataFrame, 
         device = resolve_device(config.device)
         start = gpu_state_snapshot(device)
         units = [unit for plan in plans for unit in plan]
-        rows, raw = run_units(units, config)
+        rows, raw = fan_out_here(units, config) if config.scale.enabled else run_units(units, config)
         for warning in compare_snapshots(start, gpu_state_snapshot(device)):
             log.warning("benchmark: %s", warning)
         results = [to_frame([r for r in rows if r["backend"] == b]) for b in backends]
