@@ -264,16 +264,11 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_scale(self) -> BenchmarkConfig:
-        """Each fan-out worker sees its one GPU as cuda:0, and a local cluster needs the GPUs it names."""
-        if not self.scale.enabled:
-            return self
-        if self.device.startswith("cuda:") and self.device != "cuda:0":
+        """Each fan-out worker sees its one GPU as cuda:0. (Whether this host has the GPUs
+        ``scale.gpus`` names is checked by the fan-out before it starts anything: no torch here.)"""
+        if self.scale.enabled and self.device.startswith("cuda:") and self.device != "cuda:0":
             raise ValueError(f"device {self.device!r} with benchmark.scale: every worker sees its own GPU as "
                              "cuda:0; use device 'cuda' or 'auto'")
-        if self.scale.scheduler is None:
-            import torch
-
-            self.scale.local_gpu_workers(torch.cuda.device_count())
         return self
 
     def enabled_backends(self) -> dict[str, BackendSpec]:

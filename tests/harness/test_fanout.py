@@ -20,9 +20,8 @@ import pytest
 import torch
 
 from bench_pipeline.backends import REGISTRY
-from bench_pipeline.backends.base import Backend, BackendContext, Cell
+from bench_pipeline.backends.base import BackendContext, Cell
 from bench_pipeline.backends.descriptor import BackendDescriptor
-from bench_pipeline.backends.eager.runtime import EagerBackend
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.harness.journal import Journal
 from bench_pipeline.harness.sweep import plan_units, run_units
@@ -46,36 +45,12 @@ MEASURED = ("ok", "unstable")
 TAGS = ("model", "backend", "variant", "precision", "gpu_uuid", "host", "sweep_id")
 
 
-class SimBackend(Backend):
-    """Eager, with test knobs: ``provider: cpu`` makes it a CPU-only unit (as ONNX Runtime CPU is),
-    ``kill_marker`` makes its first open kill the Dask worker that runs its shard, ``kill_always``
-    every open. Only inside a fan-out worker (CUDA_VISIBLE_DEVICES set), never the test process's parent."""
-
-    name = "sim"
-
-    def check_options(self, options):
-        unknown = sorted(set(options) - {"provider", "kill_marker", "kill_always"})
-        if unknown:
-            raise ValueError(f"unknown sim option(s) {unknown}")
-
-    def open(self, ctx, variant, precision, options):
-        marker = options.get("kill_marker")
-        first = marker and not Path(marker).exists()
-        if (first or options.get("kill_always")) and "CUDA_VISIBLE_DEVICES" in os.environ:
-            import psutil
-
-            if first:
-                Path(marker).write_text("killed once")
-            psutil.Process().parent().parent().kill()  # unit worker -> shard process -> Dask worker
-        return EagerBackend().open(ctx, variant, precision, {})
-
-
 @pytest.fixture(scope="module")
 def sim_backend():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(REGISTRY, "sim", BackendDescriptor("sim", runtime=f"{__name__}:SimBackend"))
-        # the workers and their shard processes import this module to open the sim units
-        patch.setenv("PYTHONPATH", f"{TESTS.parent / 'src'}:{TESTS}")
+        patch.setitem(REGISTRY, "sim", BackendDescriptor("sim", runtime="simulated_gpu:SimBackend"))
+        # the workers and their shard processes import simulated_gpu to open the sim units
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS.parents[1] / "src"), str(TESTS)]))
         yield
 
 
@@ -88,12 +63,15 @@ def setup(tiny_bert_dir, tmp_path_factory):
 
 
 def config_for(tmp: Path, **scale) -> BenchmarkConfig:
+    seen = tmp / "seen"
+    seen.mkdir(exist_ok=True)
     return BenchmarkConfig(
         grid={"batch_sizes": [1, 2], "sequence_lengths": [16]}, timing=FAST, threads=1,
         # a shared 2-core machine: only the fan-out is under test here, not the noise gate
         rounds={"count": 2, "max_spread": 5.0, "retries": 0}, noise={"max_other_cpu": 1.0},
         backends={"eager": {}, "sim": {"variants": [
-            {"name": "a"}, {"name": "b"}, {"name": "c"},
+            {"name": "a", "options": {"record_dir": str(seen)}}, {"name": "b", "options": {"record_dir": str(seen)}},
+            {"name": "c"},
             {"name": "killed-once", "options": {"kill_marker": str(tmp / "killed")}},
             {"name": "always-killed", "options": {"kill_always": True}},
             {"name": "cpu", "options": {"provider": "cpu"}},
@@ -111,11 +89,16 @@ def plan(setup, config, journal_dir: Path, without=("always-killed",)):
 
 @pytest.fixture(scope="module")
 def fanned(setup, sim_backend, tmp_path_factory):
-    """The sweep on 2 simulated GPU workers and 1 CPU worker, MLflow behind a server over sqlite."""
+    """The sweep on 2 simulated GPU workers and 1 CPU worker, MLflow behind a server over sqlite,
+    driven from a process that holds another store and run in its environment (as an earlier
+    ``mlflow.set_tracking_uri`` or a notebook's active run leaves them)."""
     tmp = tmp_path_factory.mktemp("fanout")
     config = config_for(tmp, gpus=2, cpu_workers=1)
     store = f"sqlite:///{tmp / 'mlflow.db'}"
-    result = fan_out(plan(setup, config, tmp / "journal", without=()), config, store)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'stray.db'}")
+        patch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")
+        result = fan_out(plan(setup, config, tmp / "journal", without=()), config, store, project_dir=tmp)
     return result, store, tmp
 
 
@@ -124,7 +107,11 @@ def extra(row) -> dict:
 
 
 def test_each_unit_saw_exactly_one_simulated_gpu_id_and_both_ids_were_used(fanned):
-    result, _, _ = fanned
+    result, _, tmp = fanned
+    measured = [r for r in result.rows if r["variant"] not in ("always-killed", "killed-once")]
+    assert all(r["status"] in MEASURED for r in measured), [(r["variant"], r["reason"]) for r in measured]
+    processes = [json.loads(p.read_text()) for p in (tmp / "seen").glob("*.json")]
+    assert len(processes) >= 2 and all(p["CUDA_VISIBLE_DEVICES"] in ("0", "1") for p in processes), processes
     seen = {}
     for row in [r for r in result.rows if r["variant"] != "always-killed"]:
         seen.setdefault((row["backend"], row["variant"]), set()).add(extra(row)["gpu_id"])
@@ -150,6 +137,15 @@ def test_a_unit_whose_worker_was_killed_is_retried_and_the_sweep_completes(fanne
     assert "its Dask worker died on two attempts (KilledWorker)" in lost[0]["reason"]
     others = [r for r in result.rows if r["variant"] != "always-killed"]
     assert all(r["status"] in MEASURED for r in others), [(r["variant"], r["reason"]) for r in others]
+
+
+def test_units_see_the_sweeps_tracking_server_not_the_drivers_stray_store_or_run(fanned):
+    result, _, tmp = fanned
+    processes = [json.loads(p.read_text()) for p in (tmp / "seen").glob("*.json")]
+    assert processes and all(p["MLFLOW_RUN_ID"] is None for p in processes), processes
+    assert {p["MLFLOW_TRACKING_URI"].rsplit(":", 1)[0] for p in processes} == {"http://127.0.0.1"}, processes
+    assert not (tmp / "stray.db").exists()
+    assert len(list((tmp / "data/07_model_output/fanout").glob("mlflow-*.log"))) == 1  # in its project, not the cwd
 
 
 def test_every_unit_is_a_finished_child_run_of_one_parent_with_plain_tags(fanned):
@@ -183,8 +179,8 @@ def test_merged_results_have_the_cell_set_of_a_single_process_run(fanned, setup,
 
     assert cells(result.rows) == cells(plain)
     assert all(r["status"] in MEASURED for r in plain)
-    paired = [r for r in result.rows if r["status"] == "ok" and r["variant"] != "default"]
-    # each with its own GPU's baseline
+    # each with its own GPU's baseline (none where that shard's baseline cell was not ok: a loaded machine)
+    paired = [r for r in result.rows if r["status"] == "ok" and r["variant"] != "default" and r["speedup"] is not None]
     assert paired and all(r["speedup"] > 0 and extra(r)["speedup_paired"] for r in paired)
 
 
@@ -196,7 +192,7 @@ def test_a_cluster_whose_gpu_workers_share_an_id_is_refused_and_overlaps(setup, 
     with local_cluster(worker_specs(["0", "0"], 0)) as client:
         with pytest.raises(ValueError, match="2 workers on .* share CUDA_VISIBLE_DEVICES=0"):
             check_workers(client)
-        records = run_shards(client, make_shards(units, 1, "miscfg"), config, "miscfg", tracking=None)
+        records = run_shards(client, make_shards(units, 1, "miscfg"), config, "miscfg", None, tmp_path)
     assert len(records) == 2 and len(overlaps(records)) == 1
 
 
@@ -204,12 +200,18 @@ def test_a_cluster_whose_gpu_workers_share_an_id_is_refused_and_overlaps(setup, 
     ({"gpus": "some"}, "scale.gpus 'some': allowed 0"),
     ({"gpus": 2, "scheduler": "tcp://h:8786"}, "the scheduler's workers are the GPUs"),
     ({"scheduler": "h:8786"}, "a Dask scheduler address, e.g. 'tcp://host:8786'"),
-    ({"gpus": "all"}, "no visible CUDA device; use scale.gpus=N to simulate"),
     ({"workers": 3}, "Extra inputs are not permitted"),
 ])
 def test_bad_scale_settings_fail_early_with_the_value(scale, message):
     with pytest.raises(ValueError, match=message):
         BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, scale=scale)
+
+
+def test_all_gpus_on_a_machine_without_one_fails_before_anything_starts(tmp_path):
+    config = BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, scale={"gpus": "all"})
+    with pytest.raises(ValueError, match="no visible CUDA device; use scale.gpus=N to simulate"):
+        fan_out([], config, f"sqlite:///{tmp_path / 'mlflow.db'}", visible_gpus=0, project_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # no server, no log
 
 
 def test_the_report_lists_which_gpu_measured_which_cell(fanned, setup):
@@ -271,8 +273,8 @@ def test_several_hosts_mode_uses_a_running_scheduler_and_an_http_mlflow_server(s
         with Client(address, timeout=120) as client:
             client.wait_for_workers(1, timeout=120)
         with pytest.raises(ValueError, match="workers on other hosts cannot reach a server on 127.0.0.1"):
-            fan_out(units, config, f"sqlite:///{tmp_path / 'other.db'}")
-        result = fan_out(units, config, url)
+            fan_out(units, config, f"sqlite:///{tmp_path / 'other.db'}", project_dir=tmp_path)
+        result = fan_out(units, config, url, project_dir=tmp_path)
         client = MlflowClient(tracking_uri=url)
         runs = client.search_runs([client.get_experiment_by_name("bench_pipeline").experiment_id])
     assert {extra(r)["gpu_id"] for r in result.rows} == {"3"}
@@ -306,6 +308,7 @@ def test_the_kedro_run_fans_out_with_one_simulated_gpu_and_keeps_its_outputs(tin
     runs = client.search_runs([client.get_experiment_by_name("bench_pipeline").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and "p50_ms/eager.default/fp32/b1_s16" in parents[0].data.metrics  # kedro-mlflow's run
+    # kedro-mlflow's run (its runtime params; cells' metrics only where a loaded machine left them ok)
+    assert len(parents) == 1 and "scale" in parents[0].data.tags["runtime_params"]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert sorted(r.data.tags["variant"] for r in children) == ["default", "sdpa"]

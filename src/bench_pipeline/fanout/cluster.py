@@ -33,18 +33,20 @@ def _distributed():
     return distributed
 
 
-def worker_specs(gpu_ids: list[str], cpu_workers: int) -> dict[str, dict[str, Any]]:
+def worker_specs(gpu_ids: list[str], cpu_workers: int, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """One single-threaded nanny per GPU id (resource GPU=1, its own CUDA_VISIBLE_DEVICES, GPUs
-    numbered in PCI order as NVML numbers them), and ``cpu_workers`` that see no GPU."""
+    numbered in PCI order as NVML numbers them), and ``cpu_workers`` that see no GPU; ``env`` is
+    set in every worker over what it inherits from this process (a nanny can set, not unset)."""
     nanny = _distributed().Nanny
+    env = env or {}
     specs = {
         f"gpu{i}": {"cls": nanny, "options": {
             "nthreads": 1, "resources": {GPU: 1},
-            "env": {"CUDA_VISIBLE_DEVICES": gpu_id, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+            "env": env | {"CUDA_VISIBLE_DEVICES": gpu_id, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
         }}
         for i, gpu_id in enumerate(gpu_ids)
     }
-    specs |= {f"cpu{i}": {"cls": nanny, "options": {"nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": ""}}}
+    specs |= {f"cpu{i}": {"cls": nanny, "options": {"nthreads": 1, "env": env | {"CUDA_VISIBLE_DEVICES": ""}}}
               for i in range(cpu_workers)}
     return specs
 
@@ -64,8 +66,9 @@ def local_cluster(specs: dict[str, dict[str, Any]]) -> Iterator[Any]:
 
 
 @contextmanager
-def connect(scale: ScaleSpec, visible_gpus: int) -> Iterator[Any]:
-    """A client on the cluster ``scale`` names, its GPU workers checked before any work is sent."""
+def connect(scale: ScaleSpec, visible_gpus: int, env: dict[str, str] | None = None) -> Iterator[Any]:
+    """A client on the cluster ``scale`` names, its GPU workers checked before any work is sent;
+    ``env``: for the workers of a local cluster (those of a running scheduler have their own)."""
     if scale.scheduler:
         with _distributed().Client(scale.scheduler) as client:
             check_workers(client)
@@ -74,7 +77,7 @@ def connect(scale: ScaleSpec, visible_gpus: int) -> Iterator[Any]:
     count = scale.local_gpu_workers(visible_gpus)
     if not visible_gpus:
         log.warning("fan-out: %d SIMULATED GPU workers (no CUDA device here): units run on the CPU", count)
-    with local_cluster(worker_specs([str(i) for i in range(count)], scale.cpu_workers)) as client:
+    with local_cluster(worker_specs([str(i) for i in range(count)], scale.cpu_workers, env)) as client:
         check_workers(client)
         yield client
 

@@ -27,7 +27,7 @@ from typing import Any
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.fanout.cluster import GPU, connect, worker_devices
 from bench_pipeline.fanout.task import run_shard
-from bench_pipeline.fanout.tracking import log_child_runs, start_sweep, tracking_server
+from bench_pipeline.fanout.tracking import log_child_runs, start_sweep, tracking_server, writer_env
 from bench_pipeline.harness.results import cell_name, make_row
 from bench_pipeline.harness.sweep import BASELINE, Rounds, Unit, run_units
 
@@ -82,8 +82,15 @@ def make_shards(units: list[Unit], per_shard: int, sweep_id: str) -> list[Shard]
 
 
 def fan_out(units: list[Unit], config: BenchmarkConfig, tracking_uri: str, parent_run_id: str | None = None,
-            visible_gpus: int = 0, experiment_name: str = "bench_pipeline") -> FanOut:
-    """Measure ``units`` on the cluster ``config.scale`` names; rows in plan order, as ``run_units``."""
+            visible_gpus: int = 0, experiment_name: str = "bench_pipeline", project_dir: Path | None = None) -> FanOut:
+    """Measure ``units`` on the cluster ``config.scale`` names; rows in plan order, as ``run_units``.
+
+    Everything a worker gets is said here, not inherited: the sweep's own tracking server
+    (``tracking_uri`` is its store; no ``MLFLOW_*`` variable of this process reaches a shard) and
+    ``project_dir`` (default: the working directory), where shards run and the fan-out's files go."""
+    if config.scale.scheduler is None:
+        config.scale.local_gpu_workers(visible_gpus)  # before any server or cluster starts
+    project = (project_dir or Path.cwd()).resolve()
     sweep_id = uuid.uuid4().hex[:12]
     shards = make_shards(units, config.scale.units_per_shard, sweep_id)
     in_shards = {id(u) for s in shards for u in s.units}
@@ -91,11 +98,11 @@ def fan_out(units: list[Unit], config: BenchmarkConfig, tracking_uri: str, paren
     local = [u for u in units if id(u) not in in_shards and not (is_baseline(u) and shards and u.todo)]
     rows, raw = _index(*run_units(local, config)) if local else ({}, {})
     started = time.perf_counter()
-    server_log = FANOUT_DIR / f"mlflow-{sweep_id}.log"
+    server_log = project / FANOUT_DIR / f"mlflow-{sweep_id}.log"
     with tracking_server(tracking_uri, config.scale.scheduler is not None, server_log) as url:
         tracking = start_sweep(url, sweep_id, experiment_name, parent_run_id)
-        with connect(config.scale, visible_gpus) as client:
-            records = run_shards(client, shards, config, sweep_id, tracking)
+        with connect(config.scale, visible_gpus, writer_env(url)) as client:
+            records = run_shards(client, shards, config, sweep_id, tracking, project)
     log.info("fan-out %s: %d shards on %d worker(s) in %.1f s", sweep_id, len(shards),
              len({r["worker"] for r in records if r.get("worker")}), time.perf_counter() - started)
     for first, second in overlaps(records):
@@ -130,7 +137,7 @@ def _index(rows: list[dict[str, Any]], raw: dict[str, Rounds]) -> tuple[dict, di
 
 
 def run_shards(client: Any, shards: list[Shard], config: BenchmarkConfig, sweep_id: str,
-               tracking: dict[str, Any] | None) -> list[dict[str, Any]]:
+               tracking: dict[str, Any] | None, project: Path) -> list[dict[str, Any]]:
     """Submit the shards (GPU shards ask for one GPU; retried once on failure), collect them as
     they finish, and log progress per worker.
 
@@ -141,7 +148,6 @@ def run_shards(client: Any, shards: list[Shard], config: BenchmarkConfig, sweep_
     """
     from distributed import as_completed
 
-    project = str(Path.cwd().resolve())
     devices = worker_devices(client)
     cpu_workers = [a for a, d in devices.items() if not d["gpu"]]
     slots = {True: sum(d["gpu"] for d in devices.values()), False: max(len(cpu_workers), 1)}
@@ -153,7 +159,8 @@ def run_shards(client: Any, shards: list[Shard], config: BenchmarkConfig, sweep_
                                 "stamp": {"shard": shard.key, "sweep_id": sweep_id}})
         # a CPU shard prefers the workers without a GPU, and takes a GPU worker's turn when there are none
         placement = {"resources": {GPU: 1}} if gpu else {"workers": cpu_workers or None, "allow_other_workers": True}
-        future = client.submit(run_shard, payload, project, tracking, key=shard.key, pure=False, retries=1, **placement)
+        future = client.submit(run_shard, payload, str(project), tracking, key=shard.key, pure=False, retries=1,
+                               **placement)
         futures[future] = shard
         return future
 

@@ -20,18 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import bench_pipeline
-from bench_pipeline.fanout.tracking import log_child_runs
+from bench_pipeline.fanout.tracking import log_child_runs, without_mlflow, writer_env
 
 
 class ShardFailed(RuntimeError):
     """The shard's process could not measure (it exited with an error): retried once, then its cells are errors."""
 
 
-def _same_code_env() -> dict[str, str]:
-    """This environment, with the shard importing the very ``bench_pipeline`` this worker runs
+def shard_env(tracking: dict[str, Any] | None) -> dict[str, str]:
+    """The shard process's environment, explicit rather than inherited: this worker's, without
+    any ``MLFLOW_*`` variable it took from the driver's process (a stray store or active run),
+    with the sweep's tracking server, and importing the very ``bench_pipeline`` this worker runs
     (a project's ``src`` added by Kedro, not whatever an editable install points at)."""
     here = str(Path(bench_pipeline.__file__).resolve().parents[1])
-    return os.environ | {"PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    return without_mlflow(os.environ) | writer_env(tracking and tracking["url"]) | {"PYTHONPATH": path}
 
 
 def run_shard(payload: bytes, project_dir: str, tracking: dict[str, Any] | None) -> dict[str, Any]:
@@ -46,7 +49,7 @@ def run_shard(payload: bytes, project_dir: str, tracking: dict[str, Any] | None)
         source.write_bytes(payload)
         with errors.open("w") as stderr:
             done = subprocess.run([sys.executable, "-m", "bench_pipeline.fanout.shard", str(source), str(target)],
-                                  cwd=project_dir, stderr=stderr, check=False, env=_same_code_env())
+                                  cwd=project_dir, stderr=stderr, check=False, env=shard_env(tracking))
         if done.returncode != 0:
             tail = errors.read_text(errors="replace")[-2000:]
             raise ShardFailed(f"the shard process exited with {done.returncode}: {tail}")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,23 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 SERVER_START_S = 180  # a loaded 2-core machine needs a while to import mlflow and migrate
+# Writers to the sweep's own server wait for it: a busy host answers late, and a `kedro run`'s
+# settings.py tells MLflow to give up after 10 s and one retry (right for a dead server, wrong here:
+# a child run that fails to log would fail its shard, which would then be measured again).
+PATIENT_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"}
+
+
+def without_mlflow(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` less every ``MLFLOW_*`` variable. The driver's process may hold a store or a run that
+    is not the sweep's: ``mlflow.set_tracking_uri`` (a notebook, an earlier test) puts the URI in
+    ``MLFLOW_TRACKING_URI``, an active run its id in ``MLFLOW_RUN_ID``; a process started from it
+    would inherit them."""
+    return {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
+
+
+def writer_env(url: str | None) -> dict[str, str]:
+    """The MLflow variables every process of a fan-out gets: the sweep's server (when it has one), patient requests."""
+    return ({"MLFLOW_TRACKING_URI": url} if url else {}) | PATIENT_HTTP
 
 
 @contextmanager
@@ -54,10 +71,11 @@ def _local_server(store: str, log_path: Path) -> Iterator[str]:
         probe.bind((LOOPBACK, 0))
         port = probe.getsockname()[1]
     url = f"http://{LOOPBACK}:{port}"
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", store,
+    # `python -m mlflow`: the `mlflow` script need not sit beside the interpreter (wheels installed with --target)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
                "--host", LOOPBACK, "--port", str(port), "--workers", "1"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    env = without_mlflow(os.environ) | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     with log_path.open("w") as server_log:
         server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
