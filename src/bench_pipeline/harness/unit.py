@@ -22,7 +22,7 @@ from bench_pipeline.harness.parity import compare
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.timing import StopRule, measure
 from bench_pipeline.model.source import make_inputs
-from bench_pipeline.system.environment import gpu_state_snapshot, state_warnings
+from bench_pipeline.system.environment import contaminating_warnings, gpu_state_snapshot, state_warnings
 
 Reference = dict[str, Any]  # "bB_sS/<output>" -> FP32 eager output
 
@@ -98,7 +98,7 @@ class UnitSession:
             release(device)
             return {"status": status, "reason": reason}
         gpu_warnings = state_warnings(snapshot)
-        problems = [contamination(other_cores, self.config.noise.max_other_cpu), *gpu_warnings]
+        problems = [contamination(other_cores, self.config.noise.max_other_cpu), *contaminating_warnings(snapshot)]
         peak_mem_mb = None
         if device.type == "cuda" and session.uses_torch_allocator:
             # this cell's peak above what was resident before it, plus this session's own weights
