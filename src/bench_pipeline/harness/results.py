@@ -39,6 +39,7 @@ COLUMNS = [
     "cov_flag",  # True when the calls of a round scatter more than the device's noise bound (timing.py)
     # rounds: each cell is measured in several interleaved rounds, each in the unit's own worker process
     "rounds",  # rounds that count (p50_ms is the median of their medians)
+    "rounds_set_aside",  # rounds measured but not counted: outliers or contaminated (extra.round_p50_ms has them)
     "round_spread",  # (slowest - fastest round median) / p50: how much the rounds disagree
     "p50_ci_low_ms",  # bootstrap 95 % interval of p50_ms (rounds and calls resampled)
     "p50_ci_high_ms",

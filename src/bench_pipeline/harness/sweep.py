@@ -295,7 +295,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     row = make_row(
         **fields, **stats, **parity,
         status=status, reason=reason,
-        rounds=len(counted), round_spread=spread,
+        rounds=len(counted), rounds_set_aside=len(measured) - len(counted), round_spread=spread,
         p50_ci_low_ms=estimate.low, p50_ci_high_ms=estimate.high,
         host_p50_ms=float(np.median([np.median(measured[r]["host_ms"]) for r in counted_ids])),
         first_call_ms=first["first_call_ms"],
