@@ -15,4 +15,9 @@ BACKEND = BackendDescriptor(
     ),
     reads={"tensorrt": "tensorrt_artifacts"},
     needs=("onnx",),
+    precisions={
+        "fp32": "full TensorRT or TensorRT-RTX on their GPUs (TF32 off)",
+        "tf32": "as fp32, TF32 tactics allowed; compute capability >= 8.0",
+        "fp16": "as fp32, from an FP16 copy of the export",
+    },
 )
