@@ -37,6 +37,6 @@ class BackendDescriptor:
 
     def precision_missing(self, precision: str) -> str | None:
         """Why this backend has no path for ``precision`` at all, or None when it has one."""
-        if not self.runtime or precision in self.precisions:
-            return None
+        if not self.runtime or not self.precisions or precision in self.precisions:
+            return None  # a backend that declares no precisions restricts none (its own checks decide)
         return f"{self.name} has no {precision} path; it runs {', '.join(self.precisions)}"

@@ -95,5 +95,9 @@ def _float8(module: torch.nn.Module) -> tuple[torch.nn.Module, str]:
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
     except ImportError as error:
         raise CellFailure(Status.SKIPPED, f"FP8 needs torchao (pip install --no-deps torchao): {error}") from error
-    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    # set_inductor_config off: torchao's recommended settings (coordinate descent tuning, matmul precision "high")
+    # are global and would change every later compile in the process, FP16 and FP32 ones included; FP8 compiles
+    # with inductor's defaults like every other dynamo variant
+    config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
+    quantize_(module, config)
     return module, f"torchao {torchao.__version__} float8 e4m3 dynamic activation + weight, rowwise scales"

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench_pipeline.backends.tensorrt import BACKEND
 from bench_pipeline.backends.tensorrt.build import (
     EngineError,
     Flavour,
@@ -66,6 +67,8 @@ def build_engines_node(
             entry = status_record(Status.SKIPPED, missing)
         elif precision == "bf16":
             entry = status_record(Status.UNSUPPORTED, NO_BF16)
+        elif BACKEND.precision_missing(precision):  # e.g. fp8: no FP8 QDQ graph is made (ModelOpt would)
+            entry = status_record(Status.UNSUPPORTED, BACKEND.precision_missing(precision))
         elif precision == "int8" and (onnx_int8 or {}).get("int8_static", {}).get("status") != Status.OK:
             qdq = (onnx_int8 or {}).get("int8_static") or {}
             entry = status_record(qdq.get("status", Status.SKIPPED),
