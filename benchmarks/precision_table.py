@@ -33,6 +33,7 @@ from bench_pipeline.reporting.roofline import forward_flops, gpu_peak
 ISSUE_BOUND_MS = 3.9  # the issue's FP16 bound at 32x512 on the H200 (embeddings counted as matmuls)
 ISSUE_LIMIT_MS = 6.4  # the issue's 60 % threshold at 32x512
 SHARE = 0.60
+INTERVALS = ("p50_ci_low_ms", "p50_ci_high_ms", "speedup_ci_low", "speedup_ci_high")
 COLUMNS = ["config", "cell", "status", "p50 ms [95 % CI]", "× FP32 [CI]", "× FP16 eager", "× best FP16",
            "cosine", "max abs", "FP16 bound ms", "% FP16 roofline"]
 
@@ -50,6 +51,8 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
     fp16 = measured[(measured["precision"] == "fp16") & (measured["status"] == "ok")]
     rows, notes = [], [f"GPU peaks: {peak.name}, FP16 dense {peak.fp16_tflops:g} TFLOP/s"
                        + ("" if gpu_peak(gpu_name) else f" (assumed: GPU {gpu_name!r} not in the table)")]
+    # older results have no intervals: their columns read empty
+    results = results.reindex(columns=[*results.columns, *[c for c in INTERVALS if c not in results.columns]])
     for r in results.sort_values(["batch", "seq", "precision", "backend", "variant"]).itertuples():
         flops = forward_flops(model_info, int(r.batch), int(r.seq))
         bound_ms = 1e3 * flops / (peak.fp16_tflops * 1e12)
@@ -59,7 +62,8 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
         rows.append({
             "config": f"{r.backend}/{r.variant}/{r.precision}", "cell": f"{r.batch}x{r.seq}",
             "status": r.status,
-            "p50 ms [95 % CI]": _ci(r.p50_ms, r.p50_ci_low_ms, r.p50_ci_high_ms) if ok else (r.reason or ""),
+            "p50 ms [95 % CI]": _ci(r.p50_ms, r.p50_ci_low_ms, r.p50_ci_high_ms) if ok
+            else (r.reason if isinstance(r.reason, str) else ""),
             "× FP32 [CI]": _ci(r.speedup, r.speedup_ci_low, r.speedup_ci_high, 2) if ok else "",
             "× FP16 eager": f"{eager16.iloc[0] / r.p50_ms:.2f}" if ok and len(eager16) else "",
             "× best FP16": f"{cell_fp16['p50_ms'].min() / r.p50_ms:.2f}" if ok and len(cell_fp16) else "",
