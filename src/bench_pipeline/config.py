@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, f
 
 from bench_pipeline.backends import load_backend, runnable
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: fp32 is strict (TF32 off); tf32: FP32 weights, TF32 matmuls; int8: quantized (ONNX Runtime, torch dynamic
+#: quantization); fp8: torchao float8 on compute capability >= 8.9. Which backend runs which where: each backend's
+#: descriptor (``backends/<name>/__init__.py``, ``BackendDescriptor.precisions``) and the README's backend table.
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 
 
 def known_backends() -> tuple[str, ...]:
@@ -142,6 +145,13 @@ def _default_tolerances() -> dict[str, Tolerance]:
         "fp32": Tolerance(min_cosine=0.99999, max_mean_abs=1e-3),
         "fp16": Tolerance(min_cosine=0.999, max_mean_abs=2e-2),
         "bf16": Tolerance(min_cosine=0.99, max_mean_abs=1e-1),
+        # TF32 keeps a 10-bit mantissa in the matmuls: between FP16 and strict FP32
+        "tf32": Tolerance(min_cosine=0.9999, max_mean_abs=1e-2),
+        # 8-bit, post-training, no quantization-aware training: the direction of the hidden states kept, not their
+        # digits (all-MiniLM-L6-v2 on CPU: dynamic INT8 0.99, static QDQ 0.97); FP8 e4m3 with rowwise scales is
+        # closer to FP32 than INT8 with per-tensor activation scales
+        "int8": Tolerance(min_cosine=0.95, max_mean_abs=0.1),
+        "fp8": Tolerance(min_cosine=0.98, max_mean_abs=0.1),
     }
 
 
@@ -249,6 +259,20 @@ class BenchmarkConfig(_Strict):
         from bench_pipeline.model.source import check_sequence_lengths, position_limit
 
         check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
+        return self
+
+    @model_validator(mode="after")
+    def _tf32_needs_isolation(self) -> BenchmarkConfig:
+        """TF32 is a process-wide torch setting: in one process it would leak into the strict FP32 cells."""
+        wanted = set(self.precisions) | {
+            p for spec in self.enabled_backends().values() for v in spec.variants for p in (v.precisions or [])
+        }
+        if "tf32" in wanted and self.isolation != "process":
+            raise ValueError(
+                "precision tf32 needs isolation: process (TF32 matmuls are a process-wide torch setting: in one "
+                "process they would leak into the strict fp32 cells and the reference); set isolation: process "
+                "or drop tf32"
+            )
         return self
 
     @model_validator(mode="after")

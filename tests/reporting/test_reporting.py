@@ -666,3 +666,24 @@ def test_the_report_pipeline_logs_only_trusted_cells_to_a_real_mlflow_store(tmp_
     assert logged["round_spread/dynamo.inductor/fp16/b1_s128"] == 0.01
     assert not [key for key in logged if key.endswith("dynamo.inductor/fp16/b8_s128")]  # the unstable cell
     assert logged["cells/unstable"] == 1.0
+
+
+def test_lower_precisions_show_their_speedup_beside_their_accuracy_cost():
+    """INT8/FP8 rows: the speedup next to cosine and max abs in one place; quantize_s counted as a one-off cost."""
+    rows = [measured("eager", "default", "fp32", 8, 512, 31.0, cosine=1.0),
+            measured("onnxruntime", "cuda", "int8", 8, 512, 10.0, speedup=3.1, speedup_ci_low=3.0,
+                     speedup_ci_high=3.2, cosine=0.9712, max_abs=0.83, quantize_s=41.5),
+            measured("dynamo", "inductor", "fp8", 8, 512, 8.0, speedup=3.9, cosine=0.9921, max_abs=0.31)]
+    figures, notes = reporting.draw_all(to_frame(rows), GPU_ENV, BERT_BASE)  # the cost figure has a colour for it
+    assert "cost_break_even.png" in figures, notes
+    markdown = reporting.markdown_summary(to_frame(rows), GPU_ENV, BERT_BASE)
+    section = markdown.split("## Speed gained and accuracy paid")[1].split("\n## ")[0]
+    assert "3.10× [3.00–3.20] · cos 0.9712 · maxΔ 8.3e-01" in section
+    assert "cos 0.9921 · maxΔ 3.1e-01" in section
+    assert "eager fp32" not in section  # the baseline pays nothing and gains nothing
+    assert "| onnxruntime:cuda int8 | 41.50 |" in markdown.split("## Cost to get there")[1].split("\n## ")[0]
+
+
+def test_no_accuracy_section_for_an_fp32_only_run():
+    rows = [measured("eager", "default", "fp32", 8, 512, 31.0, cosine=1.0)]
+    assert "Speed gained and accuracy paid" not in reporting.markdown_summary(to_frame(rows), GPU_ENV, BERT_BASE)

@@ -60,6 +60,7 @@ COLUMNS = [
     "build_s",
     "compile_s",  # torch.compile: first call of this cell's shape on a cold cache
     "compile_warm_s",  # the same on a warm inductor cache
+    "quantize_s",  # INT8 / FP8: quantizing the model (ONNX Runtime: with its calibration), once
     "recompiles",  # dynamo recompilations across the grid for this variant
     "graph_breaks",  # dynamo graph breaks in one trace of the model
     # parity against the FP32 eager reference (last hidden state; pooled output where present)

@@ -118,6 +118,9 @@ def plan_units(
 
 def _precheck(unit: Unit, ctx: BackendContext) -> dict[str, Any] | None:
     """What the backend knows without loading anything, so no worker starts for a cell that cannot run."""
+    missing = REGISTRY[unit.backend].precision_missing(unit.precision)
+    if missing:
+        return {"status": Status.UNSUPPORTED, "reason": missing, "costs": {}, "extra": {}}
     try:
         instantiate(unit.payload["target"]).precheck(ctx, unit.variant, unit.precision, unit.payload["options"])
     except Exception as error:  # noqa: BLE001 - a missing library is a skip, not the end of the run

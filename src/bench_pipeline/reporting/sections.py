@@ -166,6 +166,15 @@ def _parity_text(row: Any) -> str:
     return f"fail_accuracy: {text}" if row.status == Status.FAIL_ACCURACY else text
 
 
+def _gain_and_cost_text(row: Any) -> str:
+    """Speed gained and accuracy paid in one place: the speedup over FP32 eager beside cosine and max abs."""
+    if row.status not in MEASURED:
+        return str(row.status)
+    speedup = fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high) or "no speedup"
+    text = f"{speedup} · cos {fmt(row.cosine, '.4f')} · maxΔ {fmt(row.max_abs, '.1e')}"
+    return f"{row.status}: {text}" if row.status != Status.OK else text
+
+
 def _winner_text(row: Any) -> str:
     if row.verdict == NONE:
         return row.note
@@ -337,6 +346,15 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         ))
 
     measured = shown["status"].isin(MEASURED).any()
+    lowered = shown[~shown["precision"].isin(["fp32"])]
+    if measured and lowered["status"].isin(MEASURED).any():
+        sections.append(Section(
+            "Speed gained and accuracy paid",
+            "Per configuration below FP32 (TF32, FP16, BF16, INT8, FP8): the speedup over FP32 eager beside the "
+            "cosine similarity and largest absolute difference of the last hidden state against it. Each precision "
+            "passes or fails its own tolerance (benchmark.tolerances: INT8/FP8 far looser than FP16).",
+            _pivot(lowered, _gain_and_cost_text),
+        ))
     sections.append(Section(
         "Parity against FP32 eager",
         "Cosine similarity and largest absolute difference of the last hidden state (and the pooled output where "

@@ -24,7 +24,7 @@ from bench_pipeline.reporting.roofline import add_roofline
 BASELINE = {"backend": "eager", "variant": "default", "precision": "fp32"}
 CELL = ["batch", "seq"]
 CONFIG = ["backend", "variant", "precision"]
-COST_COLUMNS = ["setup_s", "export_s", "build_s", "compile_s"]
+COST_COLUMNS = ["setup_s", "export_s", "build_s", "compile_s", "quantize_s"]
 # Statuses whose timing numbers were measured and are kept; only TRUSTED ones ever win.
 MEASURED = (Status.OK, Status.FAIL_ACCURACY, Status.UNSTABLE)
 SPEEDUP_COLUMNS = ["speedup", "speedup_ci_low", "speedup_ci_high"]
