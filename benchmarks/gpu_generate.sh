@@ -14,7 +14,7 @@ for model in "${@:-gpt2 llama-250m}"; do
   for m in $model; do
     mkdir -p "$OUT/$m"; rm -f data/08_reporting/results.csv
     start=$(date +%s)
-    timeout "${PER_MODEL_TIMEOUT_S:-290}" python3 -m kedro run --pipelines=generate --env gpu_generate \
+    timeout "${PER_MODEL_TIMEOUT_S:-540}" python3 -m kedro run --pipelines=generate --env gpu_generate \
       --params "benchmark.model.name=$m" > "$OUT/$m/run.log" 2>&1
     echo "model $m: exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/wall_times.txt"
     cp data/08_reporting/results.csv data/08_reporting/report.md data/08_reporting/environment.json "$OUT/$m/" 2>/dev/null
