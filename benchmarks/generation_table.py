@@ -34,7 +34,8 @@ def table(path: str) -> str:
             f"{_ci(r.tpot_p50_ms, r.tpot_p50_ci_low_ms, r.tpot_p50_ci_high_ms, '.3f')} | "
             f"{r.throughput_tok_s:,.0f} | "
             f"{_ci(r.speedup, r.speedup_ci_low, r.speedup_ci_high, '.2f')} | {r.status} |")
-    other = df[~df.status.isin(["ok", "unstable"])].drop_duplicates(["backend", "variant", "precision", "status", "reason"])
+    other = df[~df.status.isin(["ok", "unstable"])]
+    other = other.drop_duplicates(["backend", "variant", "precision", "status", "reason"])
     if len(other):
         lines += ["", "Not ok:"] + [
             f"- {r.backend}/{r.variant}/{r.precision} (batch {r.batch}, prompt {r.seq}): {r.status}: {r.reason}"
