@@ -53,3 +53,22 @@ def test_an_unknown_generation_option_names_the_allowed_ones():
     with pytest.raises(ValidationError, match=r"generate.backends.eager.variants\[x\].options: cache='paged' is not "
                                               r"allowed; allowed: \['dynamic', 'static'\]"):
         BenchmarkConfig(**generate(generate={"backends": backends}))
+
+
+@pytest.mark.parametrize("env", ["generate", "gpu_generate"])
+def test_generation_envs_hold_only_deltas_and_validate(env):
+    import yaml
+    from kedro.config import OmegaConfigLoader
+
+    from bench_pipeline.settings import CONFIG_LOADER_ARGS
+    from conftest import PROJECT_ROOT
+    from test_settings import _repeated
+
+    base, delta = (yaml.safe_load((PROJECT_ROOT / f"conf/{e}/parameters_benchmark.yml").read_text())
+                   for e in ("base", env))
+    assert _repeated(delta, base) == []
+    merged = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **(CONFIG_LOADER_ARGS | {"default_run_env": env}))
+    params = merged["parameters"]["benchmark"] | {"device": "cpu"}  # this machine has no GPU
+    config = BenchmarkConfig(**params)
+    assert config.scenario == "generate" and set(config.enabled_backends()) == {"eager", "dynamo", "onnxruntime",
+                                                                                 "tensorrt"}
