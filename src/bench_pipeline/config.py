@@ -72,6 +72,7 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
+        from bench_pipeline.generation.model import GENERATION_PRESETS
         from bench_pipeline.model.source import PRESETS
 
         if self.source != "default" and not self.name:
@@ -82,8 +83,9 @@ class ModelSpec(_Strict):
                 raise ValueError(f"model.name {self.name!r}: no such directory")
             if not (path / "config.json").is_file():
                 raise ValueError(f"model.name {self.name!r} has no config.json: not a Hugging Face model directory")
-        if self.source == "preset" and self.name not in PRESETS:
-            raise ValueError(f"unknown model preset {self.name!r}; allowed: {sorted(PRESETS)}")
+        if self.source == "preset" and self.name not in {**PRESETS, **GENERATION_PRESETS}:
+            raise ValueError(f"unknown model preset {self.name!r}; allowed: {sorted(PRESETS)} (forward), "
+                             f"{sorted(GENERATION_PRESETS)} (generate)")
         return self
 
 
@@ -183,8 +185,42 @@ class BackendSpec(_Strict):
         return variants
 
 
+class GenerateSpec(_Strict):
+    """The generation scenario (``scenario: generate``): greedy decoding of ``new_tokens`` tokens
+    after prompts of ``grid.sequence_lengths`` tokens, EOS ignored so every backend does the same
+    work. Its backends are the generation runtimes (``generation/``), with their own variants."""
+
+    new_tokens: PositiveInt = 16
+    backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
+
+    @field_validator("new_tokens", mode="before")
+    @classmethod
+    def _no_zero(cls, value: Any) -> Any:
+        if value == 0:
+            raise ValueError("generate.new_tokens is 0: a generation must produce at least one token")
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
+        from bench_pipeline.generation import GENERATION_BACKENDS, check_generation_options
+
+        unknown = sorted(set(backends) - set(GENERATION_BACKENDS))
+        if unknown:
+            raise ValueError(f"unknown generation backend(s) {unknown}; allowed: {list(GENERATION_BACKENDS)}")
+        for name, spec in backends.items():
+            for variant in spec.variants:
+                try:
+                    check_generation_options(name, variant.options)
+                except ValueError as error:
+                    raise ValueError(f"generate.backends.{name}.variants[{variant.name}].options: {error}") from None
+        return backends
+
+
 class BenchmarkConfig(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
+    scenario: Literal["forward", "generate"] = "forward"  # encoder forward pass, or decoder generation
+    generate: GenerateSpec = Field(default_factory=GenerateSpec)
     device: str = "auto"
     grid: GridSpec
     precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1)
@@ -256,8 +292,12 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
+        from bench_pipeline.generation.model import check_generation_model
         from bench_pipeline.model.source import check_sequence_lengths, position_limit
 
+        if self.scenario == "generate":
+            check_generation_model(self.model, self.grid.sequence_lengths, self.generate.new_tokens)
+            return self
         check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
         return self
 
@@ -285,7 +325,9 @@ class BenchmarkConfig(_Strict):
         return self
 
     def enabled_backends(self) -> dict[str, BackendSpec]:
-        return {name: spec for name, spec in self.backends.items() if spec.enabled}
+        """The scenario's enabled backends: ``backends`` (forward) or ``generate.backends``."""
+        backends = self.generate.backends if self.scenario == "generate" else self.backends
+        return {name: spec for name, spec in backends.items() if spec.enabled}
 
     def precisions_for(self, variant: VariantSpec) -> list[str]:
         return variant.precisions if variant.precisions is not None else self.precisions

@@ -70,6 +70,21 @@ COLUMNS = [
     "pooled_max_abs",
     "pooled_mean_abs",
     "pooled_cosine",
+    # generation scenario (scenario: generate): one call is one greedy generation of new_tokens tokens, so
+    # the latency columns above are end-to-end and throughput_tok_s is generated tokens/s
+    "new_tokens",
+    "ttft_ms",  # time to first token (prefill), median of round medians, with its bootstrap 95 % interval
+    "ttft_ci_low_ms",
+    "ttft_ci_high_ms",
+    "tpot_mean_ms",  # per-token decode latency (steps 2..n) over every timed step
+    "tpot_p50_ms",
+    "tpot_p50_ci_low_ms",
+    "tpot_p50_ci_high_ms",
+    "tpot_p90_ms",
+    "tpot_p99_ms",
+    "kv_cache",  # which KV cache the backend generates with (dynamic, static, graph I/O, none)
+    "first_divergent_step",  # first step whose greedy ids differ from FP32 eager (None: none does)
+    "tokens_match",
     "gpu_warnings",  # the GPU throttled or shared with other processes right after this cell (None: neither)
     "extra",  # JSON text with backend-specific facts (fusion counts, engine size, graph breaks…)
 ]

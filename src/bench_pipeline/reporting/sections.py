@@ -18,6 +18,13 @@ from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
+from bench_pipeline.reporting.generation import (
+    GENERATION_TEXT,
+    generation_table,
+    is_generation,
+    new_tokens_of,
+    ttft_by_prompt,
+)
 from bench_pipeline.reporting.roofline import roofline_basis
 from bench_pipeline.reporting.tables import (
     BASELINE,
@@ -290,7 +297,15 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         "cell lists the configurations that tie with it. Unstable cells and cells outside parity tolerance "
         "(fail_accuracy) never win. Brackets: bootstrap 95 % intervals.",
         _winner_table(table),
-    ), Section(
+    )]
+    if is_generation(table):
+        sections += [
+            Section("Generation: TTFT, per-token latency, tokens/s",
+                    GENERATION_TEXT.format(new_tokens=new_tokens_of(table)), generation_table(table)),
+            Section("Generation: TTFT against prompt length", "Time to first token in ms (status ok cells).",
+                    ttft_by_prompt(table)),
+        ]
+    sections += [Section(
         "Speedup over FP32 eager",
         "One panel per configuration that ran here; configurations that ran nowhere are listed under "
         "'Not run here, and why'.",
