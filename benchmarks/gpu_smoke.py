@@ -14,11 +14,10 @@ benchmark = config["benchmark"]
 benchmark["timing"] |= {"min_time_s": 0.3, "min_iters": 20}
 if sys.argv[1:] == ["tf32"]:
     benchmark["grid"] = {"batch_sizes": [32], "sequence_lengths": [512]}
-    benchmark["precisions"] = ["fp32"]
+    benchmark["precisions"] = ["fp32", "tf32"]
     benchmark["backends"] = {
         "eager": {"variants": [{"name": "default"}]},
-        "onnxruntime": {"variants": [{"name": "cuda", "options": {"provider": "cuda"}},
-                                     {"name": "cuda-tf32", "options": {"provider": "cuda", "tf32": True}}]},
+        "onnxruntime": {"variants": [{"name": "cuda", "options": {"provider": "cuda"}}]},
     }
 else:
     benchmark["grid"] = {"batch_sizes": [1, 8], "sequence_lengths": [128]}

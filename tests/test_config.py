@@ -31,12 +31,12 @@ def test_unknown_backend_lists_the_allowed_ones():
 
 def test_unknown_precision_lists_the_allowed_ones():
     message = error_of(precisions=["fp32", "int4"])
-    assert "unknown precision(s) ['int4']" in message and "['fp32', 'fp16', 'bf16']" in message
+    assert "unknown precision(s) ['int4']" in message and "['fp32', 'tf32', 'fp16', 'bf16', 'int8', 'fp8']" in message
 
 
 def test_unknown_precision_in_a_variant_names_where():
-    message = error_of(backends={"eager": {"variants": [{"name": "x", "precisions": ["fp8"]}]}})
-    assert "backends.eager.variants.0.precisions" in message and "unknown precision(s) ['fp8']" in message
+    message = error_of(backends={"eager": {"variants": [{"name": "x", "precisions": ["fp4"]}]}})
+    assert "backends.eager.variants.0.precisions" in message and "unknown precision(s) ['fp4']" in message
 
 
 def test_a_precision_listed_twice_in_a_variant_runs_once():
@@ -53,8 +53,8 @@ def test_setting_one_tolerance_keeps_the_other_defaults():
     config = BenchmarkConfig(grid=GRID, tolerances={"fp16": {"min_cosine": 0.99, "max_mean_abs": 0.1}})
     assert config.tolerances["fp16"].min_cosine == 0.99
     assert config.tolerances["fp32"].min_cosine == 0.99999 and "bf16" in config.tolerances
-    assert "tolerances for unknown precision(s) ['int8']" in error_of(
-        tolerances={"int8": {"min_cosine": 0.9, "max_mean_abs": 1}})
+    assert "tolerances for unknown precision(s) ['int4']" in error_of(
+        tolerances={"int4": {"min_cosine": 0.9, "max_mean_abs": 1}})
 
 
 @pytest.mark.parametrize("grid", [

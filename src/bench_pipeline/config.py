@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, f
 from bench_pipeline.backends import load_backend, runnable
 from bench_pipeline.fanout.spec import ScaleSpec
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: fp32 is strict (TF32 off); tf32: FP32 weights, TF32 matmuls; int8: quantized (ONNX Runtime, torch dynamic
+#: quantization); fp8: torchao float8 on compute capability >= 8.9. Which backend runs which where: each backend's
+#: descriptor (``backends/<name>/__init__.py``, ``BackendDescriptor.precisions``) and the README's backend table.
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 
 
 def known_backends() -> tuple[str, ...]:
@@ -70,6 +73,7 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
+        from bench_pipeline.generation.model import GENERATION_PRESETS
         from bench_pipeline.model.source import PRESETS
 
         if self.source != "default" and not self.name:
@@ -80,8 +84,9 @@ class ModelSpec(_Strict):
                 raise ValueError(f"model.name {self.name!r}: no such directory")
             if not (path / "config.json").is_file():
                 raise ValueError(f"model.name {self.name!r} has no config.json: not a Hugging Face model directory")
-        if self.source == "preset" and self.name not in PRESETS:
-            raise ValueError(f"unknown model preset {self.name!r}; allowed: {sorted(PRESETS)}")
+        if self.source == "preset" and self.name not in {**PRESETS, **GENERATION_PRESETS}:
+            raise ValueError(f"unknown model preset {self.name!r}; allowed: {sorted(PRESETS)} (forward), "
+                             f"{sorted(GENERATION_PRESETS)} (generate)")
         return self
 
 
@@ -143,6 +148,13 @@ def _default_tolerances() -> dict[str, Tolerance]:
         "fp32": Tolerance(min_cosine=0.99999, max_mean_abs=1e-3),
         "fp16": Tolerance(min_cosine=0.999, max_mean_abs=2e-2),
         "bf16": Tolerance(min_cosine=0.99, max_mean_abs=1e-1),
+        # TF32 keeps a 10-bit mantissa in the matmuls: between FP16 and strict FP32
+        "tf32": Tolerance(min_cosine=0.9999, max_mean_abs=1e-2),
+        # 8-bit, post-training, no quantization-aware training: the direction of the hidden states kept, not their
+        # digits (all-MiniLM-L6-v2 on CPU: dynamic INT8 0.99, static QDQ 0.97); FP8 e4m3 with rowwise scales is
+        # closer to FP32 than INT8 with per-tensor activation scales
+        "int8": Tolerance(min_cosine=0.95, max_mean_abs=0.1),
+        "fp8": Tolerance(min_cosine=0.98, max_mean_abs=0.1),
     }
 
 
@@ -174,8 +186,42 @@ class BackendSpec(_Strict):
         return variants
 
 
+class GenerateSpec(_Strict):
+    """The generation scenario (``scenario: generate``): greedy decoding of ``new_tokens`` tokens
+    after prompts of ``grid.sequence_lengths`` tokens, EOS ignored so every backend does the same
+    work. Its backends are the generation runtimes (``generation/``), with their own variants."""
+
+    new_tokens: PositiveInt = 16
+    backends: dict[str, BackendSpec] = Field(default_factory=lambda: {"eager": BackendSpec()})
+
+    @field_validator("new_tokens", mode="before")
+    @classmethod
+    def _no_zero(cls, value: Any) -> Any:
+        if value == 0:
+            raise ValueError("generate.new_tokens is 0: a generation must produce at least one token")
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
+        from bench_pipeline.generation import GENERATION_BACKENDS, check_generation_options
+
+        unknown = sorted(set(backends) - set(GENERATION_BACKENDS))
+        if unknown:
+            raise ValueError(f"unknown generation backend(s) {unknown}; allowed: {list(GENERATION_BACKENDS)}")
+        for name, spec in backends.items():
+            for variant in spec.variants:
+                try:
+                    check_generation_options(name, variant.options)
+                except ValueError as error:
+                    raise ValueError(f"generate.backends.{name}.variants[{variant.name}].options: {error}") from None
+        return backends
+
+
 class BenchmarkConfig(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
+    scenario: Literal["forward", "generate"] = "forward"  # encoder forward pass, or decoder generation
+    generate: GenerateSpec = Field(default_factory=GenerateSpec)
     device: str = "auto"
     grid: GridSpec
     precisions: list[str] = Field(default_factory=lambda: ["fp32"], min_length=1)
@@ -248,9 +294,27 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
+        from bench_pipeline.generation.model import check_generation_model
         from bench_pipeline.model.source import check_sequence_lengths, position_limit
 
+        if self.scenario == "generate":
+            check_generation_model(self.model, self.grid.sequence_lengths, self.generate.new_tokens)
+            return self
         check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
+        return self
+
+    @model_validator(mode="after")
+    def _tf32_needs_isolation(self) -> BenchmarkConfig:
+        """TF32 is a process-wide torch setting: in one process it would leak into the strict FP32 cells."""
+        wanted = set(self.precisions) | {
+            p for spec in self.enabled_backends().values() for v in spec.variants for p in (v.precisions or [])
+        }
+        if "tf32" in wanted and self.isolation != "process":
+            raise ValueError(
+                "precision tf32 needs isolation: process (TF32 matmuls are a process-wide torch setting: in one "
+                "process they would leak into the strict fp32 cells and the reference); set isolation: process "
+                "or drop tf32"
+            )
         return self
 
     @model_validator(mode="after")
@@ -272,7 +336,9 @@ class BenchmarkConfig(_Strict):
         return self
 
     def enabled_backends(self) -> dict[str, BackendSpec]:
-        return {name: spec for name, spec in self.backends.items() if spec.enabled}
+        """The scenario's enabled backends: ``backends`` (forward) or ``generate.backends``."""
+        backends = self.generate.backends if self.scenario == "generate" else self.backends
+        return {name: spec for name, spec in backends.items() if spec.enabled}
 
     def precisions_for(self, variant: VariantSpec) -> list[str]:
         return variant.precisions if variant.precisions is not None else self.precisions

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from bench_pipeline import mlflow_runs
 from bench_pipeline.config import BenchmarkConfig, unknown_keys_message
+from bench_pipeline.generation.model import DEFAULT_PRESET
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def flat_params(config: BenchmarkConfig) -> dict[str, str]:
     enabled = config.enabled_backends()
     params = {
         "model.source": config.model.source,
-        "model.name": config.model.name or "all-MiniLM-L6-v2 (embedded)",
+        "model.name": config.model.name or default_model_name(config),
         "model.trust_remote_code": config.model.trust_remote_code,
         "device": config.device,
         "grid.batch_sizes": ",".join(map(str, config.grid.batch_sizes)),
@@ -42,9 +43,16 @@ def flat_params(config: BenchmarkConfig) -> dict[str, str]:
         "seed": config.seed,
         **{f"timing.{k}": v for k, v in config.timing.model_dump().items()},
     }
+    if config.scenario == "generate":
+        params |= {"scenario": config.scenario, "generate.new_tokens": config.generate.new_tokens}
     for name, spec in enabled.items():
         params[f"backends.{name}.variants"] = ",".join(v.name for v in spec.variants)
     return {key: str(value) for key, value in params.items()}
+
+
+def default_model_name(config: BenchmarkConfig) -> str:
+    """What ``model.source: default`` is in the run's scenario."""
+    return f"{DEFAULT_PRESET} (embedded)" if config.scenario == "generate" else "all-MiniLM-L6-v2 (embedded)"
 
 
 def check_runtime_params(runtime_params: dict[str, Any], read: set[str]) -> None:

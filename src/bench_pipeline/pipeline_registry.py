@@ -6,7 +6,7 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from bench_pipeline.backends import REGISTRY
-from bench_pipeline.pipelines import benchmark, model, report
+from bench_pipeline.pipelines import benchmark, generate, model, report
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -15,4 +15,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         for name in REGISTRY
     }
     full = model.create_pipeline() + benchmark.create_pipeline() + report.create_pipeline()
-    return {"model": model.create_pipeline(), **per_backend, "benchmark": full, "__default__": full}
+    # the generation scenario (benchmark.scenario: generate), into the same report and MLflow run
+    generation = generate.create_pipeline() + report.create_pipeline()
+    return {"model": model.create_pipeline(), **per_backend, "benchmark": full, "generate": generation,
+            "__default__": full}

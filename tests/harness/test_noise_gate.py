@@ -57,7 +57,8 @@ def test_cells_timed_beside_busy_processes_are_unstable_and_measured_again_on_re
         assert row["status"] == "unstable", row
         assert "other processes kept" in row["contamination"] and "other processes kept" in row["reason"]
         assert row["p50_ms"] > 0  # the numbers are kept, marked
-        assert json.loads(row["extra"])["round_p50_ms"]  # and every round's median with them
+        assert len(json.loads(row["extra"])["round_p50_ms"]) == 3  # and every round's median with them
+        assert (row["rounds"], row["rounds_set_aside"]) == (2, 1)  # the retried round says it was not counted
     assert not any(reusable(entry["row"]) for entry in journal.load().values())
 
     rerun = sweep(setup, journal, rounds={"count": 2, "retries": 1})

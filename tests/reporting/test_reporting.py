@@ -539,7 +539,7 @@ def issue10_frame() -> pd.DataFrame:
         rows.append(sure("eager", "default", "fp32", b, s, p50, p50 * 0.98, p50 * 1.03, 1.0, 1.0, 1.0,
                          dispatch_share=0.7 if b == 1 else 0.1))
         rows.append(sure("onnxruntime", "cuda-graph", "fp16", b, s, p50 / 8.9, p50 / 9.2, p50 / 8.6, 8.9, 8.6, 9.2,
-                         dispatch_share=0.02, cov_flag=b == 8))
+                         dispatch_share=0.02, cov_flag=b == 8, rounds_set_aside=2 if b == 1 else 0))
         status, reason = ("unstable", "round medians spread 31 % (bound 5 %)") if b == 8 else ("ok", None)
         rows.append(sure("dynamo", "inductor", "fp16", b, s, p50 / 2, p50 / 2.2, p50 / 1.8, 2.0, 1.8, 2.2,
                          status=status, reason=reason, round_spread=0.31 if b == 8 else 0.01,
@@ -560,6 +560,9 @@ def test_latency_cells_print_p50_and_speedup_with_their_intervals_and_marks():
     assert "unstable: 4.90 ms [4.45–5.44] · 2.00× [1.80–2.20]" in latency
     assert "* the calls within a round scattered more than this device's noise bound" in latency
     assert "† dominated by host dispatch: the GPU waited for the host for more than 50 % of each call" in latency
+    graphs = next(line for line in latency.splitlines() if line.startswith("| onnxruntime:cuda-graph fp16 |"))
+    assert graphs.split(" | ")[1].count("‡") == 1 and "‡" not in graphs.split(" | ")[2]  # 1x128 set 2 rounds aside
+    assert "‡ some rounds were set aside (slower outliers or contaminated" in latency
     assert "tensorrt" not in latency  # listed once under 'Not run here, and why'
 
 
@@ -612,7 +615,7 @@ def test_unstable_cells_are_listed_with_their_reasons_and_marked_in_tables_and_h
     assert "unstable\n(2.00×)" in [t.get_text() for t in panel.texts]
     assert [p.get_hatch() for p in panel.patches if isinstance(p, Rectangle)] == ["xx"]
     ort = next(ax for ax in heatmap.axes if ax.get_title() == "onnxruntime:cuda-graph fp16")
-    assert "8.90×\n[8.60–9.20]\n0.460 ms" in [t.get_text() for t in ort.texts]
+    assert "8.90×‡\n[8.60–9.20]\n0.460 ms" in [t.get_text() for t in ort.texts]  # 2 rounds set aside
     eager = next(ax for ax in heatmap.axes if ax.get_title() == "eager fp32")
     assert "1.00×†\n[1.00–1.00]\n4.09 ms" in [t.get_text() for t in eager.texts]
     footnote = heatmap.texts[-1].get_text()
@@ -663,3 +666,24 @@ def test_the_report_pipeline_logs_only_trusted_cells_to_a_real_mlflow_store(tmp_
     assert logged["round_spread/dynamo.inductor/fp16/b1_s128"] == 0.01
     assert not [key for key in logged if key.endswith("dynamo.inductor/fp16/b8_s128")]  # the unstable cell
     assert logged["cells/unstable"] == 1.0
+
+
+def test_lower_precisions_show_their_speedup_beside_their_accuracy_cost():
+    """INT8/FP8 rows: the speedup next to cosine and max abs in one place; quantize_s counted as a one-off cost."""
+    rows = [measured("eager", "default", "fp32", 8, 512, 31.0, cosine=1.0),
+            measured("onnxruntime", "cuda", "int8", 8, 512, 10.0, speedup=3.1, speedup_ci_low=3.0,
+                     speedup_ci_high=3.2, cosine=0.9712, max_abs=0.83, quantize_s=41.5),
+            measured("dynamo", "inductor", "fp8", 8, 512, 8.0, speedup=3.9, cosine=0.9921, max_abs=0.31)]
+    figures, notes = reporting.draw_all(to_frame(rows), GPU_ENV, BERT_BASE)  # the cost figure has a colour for it
+    assert "cost_break_even.png" in figures, notes
+    markdown = reporting.markdown_summary(to_frame(rows), GPU_ENV, BERT_BASE)
+    section = markdown.split("## Speed gained and accuracy paid")[1].split("\n## ")[0]
+    assert "3.10× [3.00–3.20] · cos 0.9712 · maxΔ 8.3e-01" in section
+    assert "cos 0.9921 · maxΔ 3.1e-01" in section
+    assert "eager fp32" not in section  # the baseline pays nothing and gains nothing
+    assert "| onnxruntime:cuda int8 | 41.50 |" in markdown.split("## Cost to get there")[1].split("\n## ")[0]
+
+
+def test_no_accuracy_section_for_an_fp32_only_run():
+    rows = [measured("eager", "default", "fp32", 8, 512, 31.0, cosine=1.0)]
+    assert "Speed gained and accuracy paid" not in reporting.markdown_summary(to_frame(rows), GPU_ENV, BERT_BASE)

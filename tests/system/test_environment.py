@@ -24,6 +24,7 @@ from bench_pipeline.system.environment import (
     LIBRARY_MODULES,
     capture_environment,
     compare_snapshots,
+    contaminating_warnings,
     decode_clock_reasons,
     gpu_state_snapshot,
     mlflow_tags,
@@ -270,6 +271,18 @@ def test_state_warnings_flag_a_hand_made_shared_and_throttled_snapshot():
         "the GPU is throttling its clocks (hw_slowdown)",
     ]
     assert state_warnings(_snapshot()) == []
+
+
+def test_a_gpu_at_its_own_power_limit_is_a_warning_but_no_contamination():
+    capped = _snapshot(gpu__throttle_reasons=["sw_power_cap"], gpu__throttled=True)
+    assert state_warnings(capped) == ["the GPU is throttling its clocks (sw_power_cap)"]
+    assert contaminating_warnings(capped) == []
+    hot = _snapshot(gpu__throttle_reasons=["sw_power_cap", "hw_thermal_slowdown"], gpu__throttled=True)
+    assert contaminating_warnings(hot) == ["the GPU is throttling its clocks (hw_thermal_slowdown)"]
+    shared = _snapshot(gpu__other_processes=[{"pid": 7, "name": None, "used_memory_mb": None}], gpu__shared=True,
+                       gpu__throttle_reasons=["sw_power_cap"], gpu__throttled=True)
+    assert contaminating_warnings(shared) == [
+        "the GPU is shared with other processes: pid 7; their work competes with the measurement"]
 
 
 # --- the NVML reading code on a fake GPU (no GPU here; the real one is checked on the device) ---

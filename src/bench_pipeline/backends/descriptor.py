@@ -30,3 +30,13 @@ class BackendDescriptor:
     reads: dict[str, str] = field(default_factory=dict)
     #: build-only backends whose steps it needs (their namespace runs whenever this backend is in the pipeline)
     needs: tuple[str, ...] = ()
+    #: precision -> where this backend runs it (and how): the one place that says which backend has which
+    #: precision; a precision not listed is an ``unsupported`` row before any worker starts, and the README's
+    #: backend table says the same. Conditions of the hardware are checked by the backend (``precheck``).
+    precisions: dict[str, str] = field(default_factory=dict)
+
+    def precision_missing(self, precision: str) -> str | None:
+        """Why this backend has no path for ``precision`` at all, or None when it has one."""
+        if not self.runtime or not self.precisions or precision in self.precisions:
+            return None  # a backend that declares no precisions restricts none (its own checks decide)
+        return f"{self.name} has no {precision} path; it runs {', '.join(self.precisions)}"

@@ -39,6 +39,7 @@ COLUMNS = [
     "cov_flag",  # True when the calls of a round scatter more than the device's noise bound (timing.py)
     # rounds: each cell is measured in several interleaved rounds, each in the unit's own worker process
     "rounds",  # rounds that count (p50_ms is the median of their medians)
+    "rounds_set_aside",  # rounds measured but not counted: outliers or contaminated (extra.round_p50_ms has them)
     "round_spread",  # (slowest - fastest round median) / p50: how much the rounds disagree
     "p50_ci_low_ms",  # bootstrap 95 % interval of p50_ms (rounds and calls resampled)
     "p50_ci_high_ms",
@@ -59,6 +60,7 @@ COLUMNS = [
     "build_s",
     "compile_s",  # torch.compile: first call of this cell's shape on a cold cache
     "compile_warm_s",  # the same on a warm inductor cache
+    "quantize_s",  # INT8 / FP8: quantizing the model (ONNX Runtime: with its calibration), once
     "recompiles",  # dynamo recompilations across the grid for this variant
     "graph_breaks",  # dynamo graph breaks in one trace of the model
     # parity against the FP32 eager reference (last hidden state; pooled output where present)
@@ -68,6 +70,21 @@ COLUMNS = [
     "pooled_max_abs",
     "pooled_mean_abs",
     "pooled_cosine",
+    # generation scenario (scenario: generate): one call is one greedy generation of new_tokens tokens, so
+    # the latency columns above are end-to-end and throughput_tok_s is generated tokens/s
+    "new_tokens",
+    "ttft_ms",  # time to first token (prefill), median of round medians, with its bootstrap 95 % interval
+    "ttft_ci_low_ms",
+    "ttft_ci_high_ms",
+    "tpot_mean_ms",  # per-token decode latency (steps 2..n) over every timed step
+    "tpot_p50_ms",
+    "tpot_p50_ci_low_ms",
+    "tpot_p50_ci_high_ms",
+    "tpot_p90_ms",
+    "tpot_p99_ms",
+    "kv_cache",  # which KV cache the backend generates with (dynamic, static, graph I/O, none)
+    "first_divergent_step",  # first step whose greedy ids differ from FP32 eager (None: none does)
+    "tokens_match",
     "gpu_warnings",  # the GPU throttled or shared with other processes right after this cell (None: neither)
     "extra",  # JSON text with backend-specific facts (fusion counts, engine size, graph breaks…)
 ]

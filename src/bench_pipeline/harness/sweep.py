@@ -27,6 +27,7 @@ import numpy as np
 from bench_pipeline.backends import REGISTRY, instantiate
 from bench_pipeline.backends.base import BackendContext, Cell, classify
 from bench_pipeline.config import BackendSpec, BenchmarkConfig
+from bench_pipeline.generation.metrics import generation_fields
 from bench_pipeline.harness.isolation import LocalUnit, WorkerUnit
 from bench_pipeline.harness.journal import Journal, cell_key, reusable
 from bench_pipeline.harness.parity import violation
@@ -87,9 +88,11 @@ def plan_units(
     journal: Journal | None = None,
     key_context: dict[str, Any] | None = None,
     reuse: bool = True,
+    target: str | None = None,
 ) -> list[Unit]:
     """The units of one backend: each variant x precision, its cells' journal keys, the cells the
-    journal already holds (when ``reuse``), and any failure its backend can tell without opening."""
+    journal already holds (when ``reuse``), and any failure its backend can tell without opening.
+    ``target``: the runtime's "module:class" when it is not the registry's (the generation scenario's)."""
     done = journal.load() if journal and reuse else {}
     units = []
     for variant in spec.variants:
@@ -103,7 +106,7 @@ def plan_units(
                 "precision": precision, "device": str(ctx.device), "threads": ctx.threads,
             }
             payload = {
-                "target": REGISTRY[name].runtime, "variant": variant.name, "options": variant.options,
+                "target": target or REGISTRY[name].runtime, "variant": variant.name, "options": variant.options,
                 "precision": precision, "config": config, "ctx": ctx, "base": base,
                 "reference": {f"{cell_name(c.batch, c.seq)}/{k}": v
                               for c in ctx.cells for k, v in reference_for(reference, c).items()},
@@ -118,6 +121,9 @@ def plan_units(
 
 def _precheck(unit: Unit, ctx: BackendContext) -> dict[str, Any] | None:
     """What the backend knows without loading anything, so no worker starts for a cell that cannot run."""
+    missing = REGISTRY[unit.backend].precision_missing(unit.precision)
+    if missing:
+        return {"status": Status.UNSUPPORTED, "reason": missing, "costs": {}, "extra": {}}
     try:
         instantiate(unit.payload["target"]).precheck(ctx, unit.variant, unit.precision, unit.payload["options"])
     except Exception as error:  # noqa: BLE001 - a missing library is a skip, not the end of the run
@@ -278,7 +284,10 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     stats["cov_flag"] = any(robust_cov(all_rounds[r]) > noise_limit(device_type) for r in counted_ids)
     stats["p50_ms"] = estimate.value  # the median of round medians: what every comparison uses
     contaminated = _contamination(measured)
-    status, reason = _verdict(failed, violation(parity, config.tolerances[unit.precision]) if parity else None,
+    # a scenario that judges its own parity (generation: token ids) says so in "verdict"
+    accuracy = first["verdict"] if "verdict" in first else (
+        violation(parity, config.tolerances[unit.precision]) if parity else None)
+    status, reason = _verdict(failed, accuracy,
                               len(clean), spread, contaminated, len(measured), config)
     extra |= {
         "counted_rounds": counted_ids,
@@ -295,7 +304,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     row = make_row(
         **fields, **stats, **parity,
         status=status, reason=reason,
-        rounds=len(counted), round_spread=spread,
+        rounds=len(counted), rounds_set_aside=len(measured) - len(counted), round_spread=spread,
         p50_ci_low_ms=estimate.low, p50_ci_high_ms=estimate.high,
         host_p50_ms=float(np.median([np.median(measured[r]["host_ms"]) for r in counted_ids])),
         first_call_ms=first["first_call_ms"],
@@ -307,6 +316,10 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
         gpu_warnings="; ".join(dict.fromkeys(w for res in measured.values() for w in res["gpu_warnings"])) or None,
         extra=_json(extra),
     )
+    steps = [measured[r]["steps"]["step_offsets_ms"] for r in counted_ids if measured[r].get("steps")]
+    if steps:  # a generation cell: TTFT, per-token decode latency, generated tokens/s
+        row.update(generation_fields(steps, cell.batch, estimate.value, config.seed),
+                   kv_cache=opened["extra"].get("kv_cache"))
     return row, all_rounds
 
 

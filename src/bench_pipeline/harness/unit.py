@@ -22,7 +22,7 @@ from bench_pipeline.harness.parity import compare
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.timing import StopRule, measure
 from bench_pipeline.model.source import make_inputs
-from bench_pipeline.system.environment import gpu_state_snapshot, state_warnings
+from bench_pipeline.system.environment import contaminating_warnings, gpu_state_snapshot, state_warnings
 
 Reference = dict[str, Any]  # "bB_sS/<output>" -> FP32 eager output
 
@@ -75,7 +75,10 @@ class UnitSession:
         try:
             first_round = cell not in self.runners
             if first_round:
-                self.inputs[cell] = make_inputs(self.ctx.model_dir, cell.batch, cell.seq, self.config.seed)
+                # a scenario's session may make its own inputs (generation: seeded prompt ids)
+                scenario_inputs = getattr(session, "make_inputs", None)
+                self.inputs[cell] = (scenario_inputs(cell, self.config.seed) if scenario_inputs else
+                                     make_inputs(self.ctx.model_dir, cell.batch, cell.seq, self.config.seed))
                 self.runners[cell] = session.prepare(self.inputs[cell], cell)
             runner = self.runners[cell]
             allocated_before = _reset_peak_memory(device)
@@ -83,13 +86,22 @@ class UnitSession:
             measurement = measure(runner.run, StopRule(**self.config.timing.model_dump()), device=device,
                                   stream=runner.cuda_stream)
             other_cores = watch.other_cores()
-            parity = None
+            # a generation runner stamps the steps of its calls: this round's timed ones, before any other call
+            round_steps = getattr(runner, "round_steps", None)
+            steps = round_steps(len(measurement.times_ms)) if round_steps else None
+            parity, verdict = None, {}
             if first_round:
-                mask = self.inputs[cell]["attention_mask"].numpy()
-                parity = compare(runner.outputs(), reference_for(self.payload["reference"], cell), mask)
+                reference = reference_for(self.payload["reference"], cell)
+                check = getattr(runner, "check_parity", None)  # a scenario's own parity and verdict
+                if check:
+                    parity, why = check(reference, self.payload["precision"],
+                                        self.config.tolerances[self.payload["precision"]])
+                    verdict = {"verdict": why}
+                else:
+                    parity = compare(runner.outputs(), reference, self.inputs[cell]["attention_mask"].numpy())
             snapshot = gpu_state_snapshot(device) if device.type == "cuda" else {}
             share = None
-            if device.type == "cuda":
+            if device.type == "cuda" and not getattr(runner, "syncs_inside", False):
                 share = dispatch_share(runner.run, device, runner.cuda_stream, float(measurement.stats()["p50_ms"]))
         except Exception as error:  # noqa: BLE001
             status, reason = classify(error)
@@ -98,7 +110,7 @@ class UnitSession:
             release(device)
             return {"status": status, "reason": reason}
         gpu_warnings = state_warnings(snapshot)
-        problems = [contamination(other_cores, self.config.noise.max_other_cpu), *gpu_warnings]
+        problems = [contamination(other_cores, self.config.noise.max_other_cpu), *contaminating_warnings(snapshot)]
         peak_mem_mb = None
         if device.type == "cuda" and session.uses_torch_allocator:
             # this cell's peak above what was resident before it, plus this session's own weights
@@ -120,6 +132,8 @@ class UnitSession:
             "gpu_warnings": gpu_warnings,
             "dispatch_share": share,
             "cell_costs": cell_costs(cell) if cell_costs else {},
+            "steps": steps,
+            **verdict,
         }
 
     def close(self) -> None:

@@ -24,7 +24,15 @@ from bench_pipeline.system.files import file_sha256
 if TYPE_CHECKING:
     from bench_pipeline.config import ModelSpec
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: the dtype weights load in: TF32 and INT8 start from FP32 weights (TF32 changes the matmuls, INT8 quantizes
+#: them after loading); FP8 from BF16, the dtype torchao's float8 matmuls take and return
+DTYPES = {
+    "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+    "int8": torch.float32, "fp8": torch.bfloat16,
+}
+#: the least compute capability with tensor cores for the precision (TF32: Ampere; FP8: Ada / Hopper)
+MIN_CAPABILITY = {"tf32": (8, 0), "fp8": (8, 9)}
+_CAPABILITY_NAMES = {"tf32": "TF32", "fp8": "FP8"}
 
 PRESETS = {
     path.name.removesuffix(".json"): path
@@ -248,9 +256,12 @@ def make_inputs(model_dir: str | Path, batch: int, seq: int, seed: int) -> dict[
 
 
 def precision_unsupported(device: torch.device, precision: str) -> str | None:
-    """Why ``precision`` cannot run on ``device``, or None when it can."""
-    if precision == "fp32":
+    """Why ``precision`` cannot run on ``device``, or None when it can (as far as the hardware goes: whether
+    a backend has a path for it, e.g. INT8, is the backend's own answer)."""
+    if precision in ("fp32", "int8"):
         return None
+    if precision in MIN_CAPABILITY:
+        return _capability_unsupported(device, precision)
     if device.type == "cpu":
         if precision == "fp16":
             return "FP16 is not a supported inference precision on CPU in this benchmark (no native FP16 matmul)"
@@ -260,6 +271,18 @@ def precision_unsupported(device: torch.device, precision: str) -> str | None:
         return None
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(device)} does not support BF16"
+    return None
+
+
+def _capability_unsupported(device: torch.device, precision: str) -> str | None:
+    needed = MIN_CAPABILITY[precision]
+    wanted = f"{_CAPABILITY_NAMES[precision]} needs an NVIDIA GPU of compute capability >= {needed[0]}.{needed[1]}"
+    if device.type != "cuda":
+        return f"{wanted}; this run's device is {device.type}"
+    capability = torch.cuda.get_device_capability(device)
+    if capability < needed:
+        name = torch.cuda.get_device_name(device)
+        return f"{wanted}; {name} has {capability[0]}.{capability[1]}"
     return None
 
 

@@ -236,7 +236,8 @@ def cost_break_even(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
     labels = [config_label(*c) for c in configs]
     per_config = _largest_cost_per_config(df, costs_present)
     starts = np.zeros(len(configs))
-    palette = {"setup_s": "#4c72b0", "export_s": "#dd8452", "build_s": "#c44e52", "compile_s": "#8172b3"}
+    palette = {"setup_s": "#4c72b0", "export_s": "#dd8452", "build_s": "#c44e52", "compile_s": "#8172b3",
+               "quantize_s": "#55a868"}
     for column in costs_present:
         values = np.array([per_config.get((c, column), 0.0) for c in configs])
         left.barh(labels, values, left=starts, color=palette[column], label=column.removesuffix("_s"))

@@ -19,6 +19,13 @@ from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
+from bench_pipeline.reporting.generation import (
+    GENERATION_TEXT,
+    generation_table,
+    is_generation,
+    new_tokens_of,
+    ttft_by_prompt,
+)
 from bench_pipeline.reporting.roofline import roofline_basis
 from bench_pipeline.reporting.tables import (
     BASELINE,
@@ -178,6 +185,15 @@ def _parity_text(row: Any) -> str:
     return f"fail_accuracy: {text}" if row.status == Status.FAIL_ACCURACY else text
 
 
+def _gain_and_cost_text(row: Any) -> str:
+    """Speed gained and accuracy paid in one place: the speedup over FP32 eager beside cosine and max abs."""
+    if row.status not in MEASURED:
+        return str(row.status)
+    speedup = fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high) or "no speedup"
+    text = f"{speedup} · cos {fmt(row.cosine, '.4f')} · maxΔ {fmt(row.max_abs, '.1e')}"
+    return f"{row.status}: {text}" if row.status != Status.OK else text
+
+
 def _winner_text(row: Any) -> str:
     if row.verdict == NONE:
         return row.note
@@ -293,7 +309,15 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         "cell lists the configurations that tie with it. Unstable cells and cells outside parity tolerance "
         "(fail_accuracy) never win. Brackets: bootstrap 95 % intervals.",
         _winner_table(table),
-    ), Section(
+    )]
+    if is_generation(table):
+        sections += [
+            Section("Generation: TTFT, per-token latency, tokens/s",
+                    GENERATION_TEXT.format(new_tokens=new_tokens_of(table)), generation_table(table)),
+            Section("Generation: TTFT against prompt length", "Time to first token in ms (status ok cells).",
+                    ttft_by_prompt(table)),
+        ]
+    sections += [Section(
         "Speedup over FP32 eager",
         "One panel per configuration that ran here; configurations that ran nowhere are listed under "
         "'Not run here, and why'.",
@@ -357,6 +381,15 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         ))
 
     measured = shown["status"].isin(MEASURED).any()
+    lowered = shown[~shown["precision"].isin(["fp32"])]
+    if measured and lowered["status"].isin(MEASURED).any():
+        sections.append(Section(
+            "Speed gained and accuracy paid",
+            "Per configuration below FP32 (TF32, FP16, BF16, INT8, FP8): the speedup over FP32 eager beside the "
+            "cosine similarity and largest absolute difference of the last hidden state against it. Each precision "
+            "passes or fails its own tolerance (benchmark.tolerances: INT8/FP8 far looser than FP16).",
+            _pivot(lowered, _gain_and_cost_text),
+        ))
     sections.append(Section(
         "Parity against FP32 eager",
         "Cosine similarity and largest absolute difference of the last hidden state (and the pooled output where "

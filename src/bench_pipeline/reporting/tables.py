@@ -24,7 +24,7 @@ from bench_pipeline.reporting.roofline import add_roofline
 BASELINE = {"backend": "eager", "variant": "default", "precision": "fp32"}
 CELL = ["batch", "seq"]
 CONFIG = ["backend", "variant", "precision"]
-COST_COLUMNS = ["setup_s", "export_s", "build_s", "compile_s"]
+COST_COLUMNS = ["setup_s", "export_s", "build_s", "compile_s", "quantize_s"]
 # Statuses whose timing numbers were measured and are kept; only TRUSTED ones ever win.
 MEASURED = (Status.OK, Status.FAIL_ACCURACY, Status.UNSTABLE)
 SPEEDUP_COLUMNS = ["speedup", "speedup_ci_low", "speedup_ci_high"]
@@ -236,18 +236,22 @@ def is_dispatch_bound(value: Any) -> bool:
 
 
 # The marks a measured cell may carry in every table and figure, and what each means.
-NOISY_MARK, DISPATCH_MARK = "*", "†"
+NOISY_MARK, DISPATCH_MARK, SET_ASIDE_MARK = "*", "†", "‡"
 MARK_LEGENDS = {
     NOISY_MARK: f"{NOISY_MARK} the calls within a round scattered more than this device's noise bound",
+    SET_ASIDE_MARK: f"{SET_ASIDE_MARK} some rounds were set aside (slower outliers or contaminated; extra.round_p50_ms "
+    "lists every round): the number is what the agreeing rounds measured, not what every round did",
     DISPATCH_MARK: f"{DISPATCH_MARK} dominated by host dispatch: the GPU waited for the host for more than "
     f"{100 * DISPATCH_BOUND:.0f} % of each call",
 }
 
 
 def marks_of(row: Any) -> str:
-    """The marks of one row (a namedtuple from ``itertuples``): noisy rounds, dispatch-bound."""
+    """The marks of one row (a namedtuple from ``itertuples``): noisy rounds, rounds set aside, dispatch-bound."""
     noisy = NOISY_MARK if is_true(getattr(row, "cov_flag", None)) else ""
-    return noisy + (DISPATCH_MARK if is_dispatch_bound(getattr(row, "dispatch_share", None)) else "")
+    set_aside = getattr(row, "rounds_set_aside", None)
+    aside = SET_ASIDE_MARK if set_aside is not None and not pd.isna(set_aside) and set_aside > 0 else ""
+    return noisy + aside + (DISPATCH_MARK if is_dispatch_bound(getattr(row, "dispatch_share", None)) else "")
 
 
 def _one_off_s(df: pd.DataFrame) -> pd.Series:

@@ -17,7 +17,7 @@ import torch
 from bench_pipeline.backends import load_backend
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, optimize_onnx_node
-from bench_pipeline.backends.onnxruntime.runtime import OnnxRuntimeBackend, OrtOptions, _providers
+from bench_pipeline.backends.onnxruntime.runtime import OnnxRuntimeBackend, OrtOptions, _EpModes, _providers
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.harness.sweep import run_backend
 from bench_pipeline.model.reference import compute_reference
@@ -236,12 +236,15 @@ class _FakeStream:
     cuda_stream = 140000000001234
 
 
+STRICT = _EpModes(trt_fp16=False, trt_int8=False, tf32=False)  # what fp32 asks of the GPU EPs
+
+
 def test_cuda_provider_options_fake_gpu(tiny, tmp_path):
     ctx, _ = tiny
     gpu = BackendContext(ctx.model_dir, ctx.model_info, torch.device("cuda", 1), 4, [Cell(1, 128), Cell(32, 512)],
                          tmp_path, ctx.artifacts)
     opts = OrtOptions.parse({"provider": "cuda", "cuda_graph": True, "fused": True}, gpu.device)
-    (name, cuda), cpu = _providers(opts, gpu, _FakeStream(), trt_fp16=False, input_names=["input_ids"])
+    (name, cuda), cpu = _providers(opts, gpu, _FakeStream(), STRICT, input_names=["input_ids"])
     assert (name, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert cuda == {"device_id": "1", "has_user_compute_stream": "1", "user_compute_stream": "140000000001234",
                     "enable_cuda_graph": "1", "use_tf32": "0"}
@@ -253,7 +256,8 @@ def test_tensorrt_provider_options_fake_gpu(tiny, tmp_path):
                          tmp_path, ctx.artifacts)
     opts = OrtOptions.parse({"provider": "tensorrt", "cuda_graph": True}, gpu.device)
     names = ctx.artifacts["export"]["fp32"]["inputs"]
-    (trt_name, trt), (cuda_name, cuda), _ = _providers(opts, gpu, _FakeStream(), trt_fp16=True, input_names=names)
+    fp16 = _EpModes(trt_fp16=True, trt_int8=False, tf32=False)
+    (trt_name, trt), (cuda_name, cuda), _ = _providers(opts, gpu, _FakeStream(), fp16, input_names=names)
     assert (trt_name, cuda_name) == ("TensorrtExecutionProvider", "CUDAExecutionProvider")
     assert trt["trt_fp16_enable"] == "1" and trt["trt_cuda_graph_enable"] == "1"
     assert trt["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,token_type_ids:1x1"
@@ -272,7 +276,7 @@ def test_two_models_of_one_architecture_get_their_own_tensorrt_engine_cache_fake
     caches = []
     for info in (ctx.model_info, other_weights):
         gpu = BackendContext(ctx.model_dir, info, torch.device("cuda"), 4, ctx.cells, tmp_path, ctx.artifacts)
-        (_, trt), _, _ = _providers(opts, gpu, _FakeStream(), trt_fp16=False, input_names=["input_ids"])
+        (_, trt), _, _ = _providers(opts, gpu, _FakeStream(), STRICT, input_names=["input_ids"])
         caches.append(trt["trt_engine_cache_path"])
     assert caches[0] != caches[1]
     assert Path(caches[0]).name.startswith(ctx.model_info["weights_sha256"][:16])

@@ -305,6 +305,7 @@ def run_stage(tmp_path, export_artifacts, config, spec):
     catalog = DataCatalog(
         {
             "onnx_fp32": MemoryDataset(export_artifacts.get("fp32", {})),
+            "onnx_int8": MemoryDataset(export_artifacts.get("int8", {})),  # the quantize step's records
             "params:benchmark": MemoryDataset(config),
             "params:tensorrt_build": MemoryDataset(spec),
             "tensorrt_artifacts": JSONDataset(filepath=str(artifacts_file)),

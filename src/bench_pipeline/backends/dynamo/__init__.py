@@ -15,4 +15,11 @@ BACKEND = BackendDescriptor(
         ),
     ),
     reads={"dynamo": "dynamo_artifacts"},
+    precisions={
+        "fp32": "CPU, CUDA",
+        "tf32": "CUDA, compute capability >= 8.0",
+        "fp16": "CUDA",
+        "bf16": "CUDA; CPU with AVX512-BF16 or AMX",
+        "fp8": "CUDA, compute capability >= 8.9: torchao float8 (dynamic activation + weight, rowwise), compiled",
+    },
 )

@@ -91,9 +91,13 @@ class DynamoBackend(Backend):
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         entry = self._entry(ctx, variant, precision)
-        model, load_s = open_torch_model(ctx, precision, options)
+        model, load_s, quantized = open_torch_model(ctx, precision, options)
         module = compile_module(model, CompileSpec.from_options(options), len(ctx.cells))
-        return DynamoSession(entry, module, ctx.device, load_s)
+        session = DynamoSession(entry, module, ctx.device, load_s)
+        if quantized:
+            session.costs["quantize_s"] = quantized["quantize_s"]
+            session.extra["quantization"] = quantized["quantization"]
+        return session
 
     def _entry(self, ctx: BackendContext, variant: str, precision: str) -> dict[str, Any]:
         """The stage's record for (variant, precision), or why this unit cannot run."""

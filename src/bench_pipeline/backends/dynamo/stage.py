@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bench_pipeline.backends.base import Cell, is_out_of_memory
+from bench_pipeline.backends.base import Cell, CellFailure, is_out_of_memory
+from bench_pipeline.backends.dynamo import BACKEND
 from bench_pipeline.backends.dynamo.compile import (
     CompiledVariant,
     CompileSpec,
@@ -25,6 +26,7 @@ from bench_pipeline.backends.dynamo.compile import (
     warm_up_compiler,
 )
 from bench_pipeline.backends.dynamo.runtime import artifact_key
+from bench_pipeline.backends.eager.precision import matmul_precision, quantize
 from bench_pipeline.config import BenchmarkConfig, VariantSpec
 from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_context
 from bench_pipeline.harness.results import cell_name
@@ -110,7 +112,7 @@ def _compile_spec(variant: VariantSpec) -> CompileSpec:
 
 
 def _compile_one(model_info, variant, compile_spec, precision, device, host_inputs, stage) -> dict[str, Any]:
-    blocked = precision_unsupported(device, precision)
+    blocked = BACKEND.precision_missing(precision) or precision_unsupported(device, precision)
     if blocked:
         return failed(compile_spec, device, Status.UNSUPPORTED, blocked)
     reason = unavailable(compile_spec, device)
@@ -129,7 +131,11 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
         )
         load_s = time.perf_counter() - started
         inputs = {name: {k: v.to(device) for k, v in cell.items()} for name, cell in host_inputs.items()}
-        compiled = compile_variant(model, inputs, compile_spec, device, cache_dir, measure_warm=stage.measure_warm)
+        with matmul_precision(precision):  # inductor bakes TF32 (or strict FP32) into the kernels it writes
+            model, _ = quantize(model, precision, device)
+            compiled = compile_variant(model, inputs, compile_spec, device, cache_dir, measure_warm=stage.measure_warm)
+    except CellFailure as error:  # e.g. FP8 without torchao
+        return failed(compile_spec, device, error.status, error.reason)
     except Exception as error:  # noqa: BLE001 - a variant that cannot load must not end the run
         if is_out_of_memory(error):
             return failed(compile_spec, device, Status.OOM, f"{type(error).__name__}: {str(error).splitlines()[0]}")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
+from bench_pipeline.backends.eager.precision import INT8_CUDA, quantize, use_matmul_precision
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import load_model, precision_unsupported
 
@@ -34,11 +35,14 @@ class TorchRunner(CellRunner):
 
 
 class TorchSession(Session):
-    def __init__(self, module: torch.nn.Module, device: torch.device, setup_s: float, extra: dict[str, Any]):
+    def __init__(
+        self, module: torch.nn.Module, device: torch.device, setup_s: float, extra: dict[str, Any],
+        costs: dict[str, float] | None = None,
+    ):
         self.module = module
         self.device = device
         self.setup_s = setup_s
-        self.costs = {}
+        self.costs = costs or {}
         self.extra = extra
         self.resident_bytes = module_bytes(module)
 
@@ -59,9 +63,14 @@ def check_precision(ctx: BackendContext, precision: str) -> None:
         raise CellFailure(Status.UNSUPPORTED, reason)
 
 
-def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[torch.nn.Module, float]:
-    """Load the model for a torch backend, or say why this precision cannot run on this device."""
+def open_torch_model(
+    ctx: BackendContext, precision: str, options: dict[str, Any]
+) -> tuple[torch.nn.Module, float, dict[str, Any]]:
+    """Load the model for a torch backend in this unit's worker, with the precision's matmul mode (TF32 or
+    strict) and quantization: (module, load seconds, quantization facts: ``quantize_s``, ``quantization``).
+    Or say why this precision cannot run on this device."""
     check_precision(ctx, precision)
+    use_matmul_precision(precision)
     started = time.perf_counter()
     module = load_model(
         ctx.model_dir,
@@ -70,7 +79,9 @@ def open_torch_model(ctx: BackendContext, precision: str, options: dict[str, Any
         attn_implementation=options.get("attn_implementation"),
         trust_remote_code=ctx.model_info.get("trust_remote_code", False),
     )
-    return module, time.perf_counter() - started
+    load_s = time.perf_counter() - started
+    module, quantized = quantize(module, precision, ctx.device)
+    return module, load_s, quantized
 
 
 class EagerBackend(Backend):
@@ -83,8 +94,13 @@ class EagerBackend(Backend):
 
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         check_precision(ctx, precision)
+        if precision == "int8" and ctx.device.type != "cpu":
+            raise CellFailure(Status.UNSUPPORTED, INT8_CUDA)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
-        module, setup_s = open_torch_model(ctx, precision, options)
+        module, setup_s, quantized = open_torch_model(ctx, precision, options)
         attention = getattr(module.config, "_attn_implementation", None)
-        return TorchSession(module, ctx.device, setup_s, {"attn_implementation": attention})
+        costs = {"quantize_s": quantized["quantize_s"]} if quantized else {}
+        extra = {"attn_implementation": attention, "quantization": quantized.get("quantization"),
+                 "tf32": precision == "tf32"}
+        return TorchSession(module, ctx.device, setup_s, extra, costs)

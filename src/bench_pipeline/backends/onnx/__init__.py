@@ -11,5 +11,11 @@ BACKEND = BackendDescriptor(
             "onnx_fp32",
             "export_onnx_node",
         ),
+        BuildStep(  # ONNX Runtime's quantizer, shared: ONNX Runtime's EPs and TensorRT's INT8 engines read it
+            "bench_pipeline.backends.onnxruntime.quantize:quantize_onnx_node",
+            ("onnx_fp32", "model_info", "params:benchmark"),
+            "onnx_int8",
+            "quantize_onnx_node",
+        ),
     ),
 )

@@ -13,6 +13,12 @@ BACKEND = BackendDescriptor(
             "optimize_onnx_node",
         ),
     ),
-    reads={"export": "export_artifacts"},
+    reads={"export": "export_artifacts", "quantized": "onnx_int8"},
     needs=("onnx",),
+    precisions={
+        "fp32": "CPU EP, CUDA EP (TF32 off), TensorRT EP (no TF32 switch: TensorRT's default allows TF32 tactics)",
+        "tf32": "CUDA EP (use_tf32), TensorRT EP (TF32 tactics); compute capability >= 8.0",
+        "fp16": "CUDA EP (fused FP16 graph), TensorRT EP (FP16 mode)",
+        "int8": "CPU EP (dynamic or static QDQ), CUDA EP and TensorRT EP (static QDQ, calibrated on the text sample)",
+    },
 )

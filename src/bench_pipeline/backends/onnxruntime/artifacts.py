@@ -16,6 +16,9 @@ EXECUTION_PROVIDERS = {
 PROVIDERS = tuple(EXECUTION_PROVIDERS)
 #: the ``export_artifacts`` keys that are ONNX Runtime's fused graphs (built only when some variant runs them)
 FUSED_KEYS = ("fp16", "fp32_fused")
+#: the ``onnx_int8`` keys (ONNX Runtime's quantized graphs of the plain export) -> quantization method
+INT8_KEYS = {"int8_dynamic": "dynamic", "int8_static": "static"}
+QUANTIZATIONS = tuple(INT8_KEYS.values())
 
 
 def default_provider(device_type: str) -> str:
@@ -40,15 +43,27 @@ def provider_unavailable(provider: str, device_type: str) -> str | None:
     return None
 
 
-def ort_artifact_key(provider: str, precision: str, fused: bool) -> str | None:
-    """The ``export_artifacts`` key this (provider, precision, fused) runs; None where no artifact can
-    run it (BF16: none is written; FP16 on the CPU EP: it has no FP16 kernels for most operators).
+def default_quantization(provider: str) -> str:
+    """INT8 without ``quantization``: dynamic on the CPU EP (no calibration, its fastest integer kernels),
+    static QDQ on the GPU EPs (TensorRT takes only QDQ; the CUDA EP has no dynamic-quantization kernels)."""
+    return "dynamic" if provider == "cpu" else "static"
+
+
+def ort_artifact_key(provider: str, precision: str, fused: bool, quantization: str | None = None) -> str | None:
+    """The artifact key this (provider, precision, fused, quantization) runs: an ``export_artifacts`` key, or
+    for INT8 an ``onnx_int8`` key; None where no artifact can run it (BF16: none is written; FP16 on the CPU EP:
+    it has no FP16 kernels for most operators; TF32 on the CPU EP).
 
     The TensorRT EP always runs the plain export (TensorRT cannot build ONNX Runtime's fused
     ``com.microsoft`` ops; FP16 is its own build mode); the CUDA EP's FP16 is the fused FP16 graph.
+    TF32 runs the FP32 graphs with TF32 allowed.
     """
     if provider not in PROVIDERS:
         raise ValueError(f"unknown onnxruntime provider {provider!r}; allowed: {list(PROVIDERS)}")
+    if precision == "int8":
+        return f"int8_{quantization or default_quantization(provider)}"
+    if precision == "tf32" and provider != "cpu":
+        precision = "fp32"
     if precision not in ("fp32", "fp16") or (precision == "fp16" and provider == "cpu"):
         return None
     if provider == "tensorrt":

@@ -8,15 +8,18 @@ Variants differ only by ``options``:
                  host arrays: host↔device copies and output allocation included.
 ``cuda_graph``   capture each cell's run in a CUDA graph and replay it (CUDA/TensorRT EP, needs
                  io_binding): its own variant, never mixed in silently.
-``tf32``         let the CUDA EP use TF32 tensor cores for FP32 (default false: the FP32 reference is
-                 computed with TF32 off, and FP32 should mean FP32).
+``quantization`` INT8 only: ``dynamic`` (CPU EP; its default) or ``static`` (QDQ, calibrated on the text
+                 sample; the default of the CUDA and TensorRT EPs, the only one they run).
 ``fused``        FP32 on ONNX Runtime's fused FP32 graph instead of the plain export (default false).
                  CUDA graphs need it: the plain export's dynamic-shape arithmetic runs on the CPU EP,
                  and ORT refuses to capture a graph with CPU nodes.
 
-FP32 runs the plain export (or the fused FP32 graph with ``fused``). FP16 runs ONNX Runtime's
-fused FP16 graph on the CUDA EP; on the TensorRT EP it runs the plain export with TensorRT's FP16
+FP32 runs the plain export (or the fused FP32 graph with ``fused``) with TF32 off (``use_tf32=0``, set
+explicitly: the CUDA EP's default allows TF32); TF32 the same graphs with ``use_tf32=1``. FP16 runs ONNX
+Runtime's fused FP16 graph on the CUDA EP; on the TensorRT EP it runs the plain export with TensorRT's FP16
 mode (TensorRT cannot build the fused ``com.microsoft`` ops, it would hand them back to the CUDA EP).
+INT8 runs ``onnx_int8``'s graph (``backends/onnxruntime/quantize.py``): dynamic on the CPU EP, static QDQ on
+every EP (on the TensorRT EP with its INT8 mode, which takes the QDQ scales as they are).
 """
 
 from __future__ import annotations
@@ -41,14 +44,16 @@ from bench_pipeline.backends.base import (
 )
 from bench_pipeline.backends.onnxruntime.artifacts import (
     EXECUTION_PROVIDERS,
+    QUANTIZATIONS,
     default_provider,
     ort_artifact_key,
     provider_unavailable,
 )
 from bench_pipeline.harness.status import Status
+from bench_pipeline.model.source import precision_unsupported
 
-_OPTION_NAMES = ("provider", "io_binding", "cuda_graph", "tf32", "fused")
-_FLAGS = ("io_binding", "cuda_graph", "tf32", "fused")
+_OPTION_NAMES = ("provider", "io_binding", "cuda_graph", "fused", "quantization")
+_FLAGS = ("io_binding", "cuda_graph", "fused")
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _ONNX_TO_TORCH = {
     "tensor(int64)": torch.int64,
@@ -56,6 +61,11 @@ _ONNX_TO_TORCH = {
     "tensor(float)": torch.float32,
     "tensor(float16)": torch.float16,
     "tensor(bfloat16)": torch.bfloat16,
+}
+TF32_ONLY_CUDA_EP = {
+    "cpu": "TF32 is a GPU tensor-core mode: the CPU EP has none",
+    "tensorrt": "the TensorRT EP has no TF32 switch (TensorRT allows TF32 tactics in FP32 by default): TF32 runs "
+                "on the CUDA EP and the tensorrt backend",
 }
 _TORCH_TO_NUMPY = {torch.int64: np.int64, torch.int32: np.int32, torch.float32: np.float32, torch.float16: np.float16}
 
@@ -65,11 +75,13 @@ class OrtOptions:
     provider: str
     io_binding: bool = True
     cuda_graph: bool = False
-    tf32: bool = False
     fused: bool = False
+    quantization: str | None = None  # INT8's method; None: the provider's default
 
     @classmethod
     def parse(cls, options: dict[str, Any], device: torch.device) -> OrtOptions:
+        if "tf32" in options:
+            raise ValueError("onnxruntime option tf32 is gone: fp32 is strict FP32; list precision tf32 for TF32")
         unknown = sorted(set(options) - set(_OPTION_NAMES))
         if unknown:
             raise ValueError(f"unknown onnxruntime option(s) {unknown}; allowed: {list(_OPTION_NAMES)}")
@@ -79,7 +91,14 @@ class OrtOptions:
         for flag in _FLAGS:
             if flag in options and not isinstance(options[flag], bool):
                 raise ValueError(f"onnxruntime option {flag} must be true or false, got {options[flag]!r}")
-        parsed = cls(provider=provider, **{k: options[k] for k in _FLAGS if k in options})
+        quantization = options.get("quantization")
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise ValueError(f"unknown onnxruntime quantization {quantization!r}; allowed: {list(QUANTIZATIONS)}")
+        if quantization == "dynamic" and provider != "cpu":
+            raise ValueError(f"onnxruntime quantization 'dynamic' runs on provider 'cpu' only (got {provider!r}): "
+                             "the CUDA EP has no dynamic-quantization kernels and TensorRT takes QDQ graphs")
+        parsed = cls(provider=provider, quantization=quantization,
+                     **{k: options[k] for k in _FLAGS if k in options})
         if parsed.fused and provider == "tensorrt":
             raise ValueError("onnxruntime option fused does not apply to provider 'tensorrt': TensorRT cannot "
                              "build ONNX Runtime's fused ops and runs the plain export")
@@ -107,16 +126,25 @@ class OnnxRuntimeBackend(Backend):
     def _artifact(self, ctx: BackendContext, precision: str, opts: OrtOptions) -> dict[str, Any]:
         """The export stage's artifact this variant runs, or why it cannot run here."""
         key = _artifact_key(precision, opts)
+        if precision == "tf32":
+            capability = precision_unsupported(ctx.device, precision)
+            if capability:
+                raise CellFailure(Status.UNSUPPORTED, capability)
         # before the artifacts: the export stage builds no fused graph for a provider that cannot run here
         unavailable = provider_unavailable(opts.provider, ctx.device.type)
         if unavailable:
             raise CellFailure(Status.SKIPPED, unavailable)
+        if precision == "int8":
+            _artifact(ctx.artifacts.get("export"), "fp32")
+            return _artifact(ctx.artifacts.get("quantized"), key, stage="INT8 quantization")
         return _artifact(ctx.artifacts.get("export"), key)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         opts = OrtOptions.parse(options, ctx.device)
         artifact = self._artifact(ctx, precision, opts)
         trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
+        trt_int8 = opts.provider == "tensorrt" and precision == "int8"
+        tf32 = opts.provider == "cuda" and precision == "tf32"
         path = Path(artifact["path"])
         if not path.is_file():
             raise CellFailure(Status.FAIL_EXPORT, f"ONNX file {path} is missing: rerun the export stage")
@@ -127,7 +155,8 @@ class OnnxRuntimeBackend(Backend):
         session_options.inter_op_num_threads = 1
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = _providers(opts, ctx, stream, trt_fp16, artifact.get("inputs") or list(_INPUT_NAMES))
+        input_names = export_inputs(ctx)
+        providers = _providers(opts, ctx, stream, _EpModes(trt_fp16, trt_int8, tf32), input_names)
         start = time.perf_counter()
         try:
             session = ort.InferenceSession(str(path), session_options, providers=providers)
@@ -149,14 +178,19 @@ class OnnxRuntimeBackend(Backend):
         costs = {"export_s": float(export["fp32"]["export_s"])}
         if "optimize_s" in artifact:
             costs["build_s"] = float(artifact["optimize_s"])
+        if "quantize_s" in artifact:
+            costs["quantize_s"] = float(artifact["quantize_s"])
         extra = {
             "provider": opts.provider,
             "session_providers": session.get_providers(),
             "io_binding": opts.io_binding,
             "cuda_graph": opts.cuda_graph,
             "fused": opts.fused,
-            "tf32": opts.tf32 if opts.provider == "cuda" else None,
+            "tf32": tf32 if opts.provider == "cuda" else None,
             "trt_fp16": trt_fp16 if opts.provider == "tensorrt" else None,
+            "trt_int8": trt_int8 if opts.provider == "tensorrt" else None,
+            "quantization": artifact.get("method"),
+            "calibration": artifact.get("calibration"),
             "threads": ctx.threads,
             "onnx_file": path.name,
             "onnx_size_bytes": artifact.get("size_bytes"),
@@ -172,8 +206,13 @@ class OnnxRuntimeBackend(Backend):
 
 
 def _artifact_key(precision: str, opts: OrtOptions) -> str:
-    """The ``export_artifacts`` key this precision and variant run, or why none can."""
-    key = ort_artifact_key(opts.provider, precision, opts.fused)
+    """The artifact key this precision and variant run, or why none can."""
+    if precision == "tf32" and opts.provider != "cuda":
+        raise CellFailure(Status.UNSUPPORTED, TF32_ONLY_CUDA_EP[opts.provider])
+    if precision == "int8" and opts.cuda_graph:
+        raise CellFailure(Status.UNSUPPORTED, "INT8 runs the plain QDQ graph, whose shape arithmetic runs on the "
+                                              "CPU EP: ONNX Runtime cannot capture it in a CUDA graph")
+    key = ort_artifact_key(opts.provider, precision, opts.fused, opts.quantization)
     if key is None and precision == "fp16":  # only the CPU EP has no FP16 artifact
         raise CellFailure(
             Status.UNSUPPORTED,
@@ -185,22 +224,37 @@ def _artifact_key(precision: str, opts: OrtOptions) -> str:
     return key
 
 
-def _artifact(export: dict[str, Any] | None, key: str) -> dict[str, Any]:
-    """The export stage's artifact under ``key``; its (and the plain export's) failure as this cell's status."""
+def export_inputs(ctx: BackendContext) -> list[str]:
+    """The graph inputs of the plain export (every ONNX Runtime graph of it has the same)."""
+    return ctx.artifacts["export"]["fp32"].get("inputs") or list(_INPUT_NAMES)
+
+
+def _artifact(export: dict[str, Any] | None, key: str, stage: str = "export") -> dict[str, Any]:
+    """The ``stage``'s artifact under ``key``; its (and the plain export's) failure as this cell's status."""
     if not export:
         raise CellFailure(Status.ERROR,
-                          "no export artifacts in this run: the export stage did not run before onnxruntime")
-    for needed in dict.fromkeys(["fp32", key]):
+                          f"no {stage} artifacts in this run: the {stage} stage did not run before onnxruntime")
+    needs = [key] if stage != "export" else ["fp32", key]
+    for needed in dict.fromkeys(needs):
         artifact = export.get(needed)
         if not artifact:
-            raise CellFailure(Status.SKIPPED, f"the export stage made no {needed} artifact (export.optimize off?)")
+            raise CellFailure(Status.SKIPPED, f"the {stage} stage made no {needed} artifact (export.optimize off?)")
         if artifact.get("status", Status.OK) != Status.OK:
             raise CellFailure(artifact["status"], artifact.get("reason", ""))
     return export[key]
 
 
+@dataclass(frozen=True)
+class _EpModes:
+    """What the precision asks of the GPU EPs: TensorRT's FP16 / INT8 build modes, the CUDA EP's TF32."""
+
+    trt_fp16: bool
+    trt_int8: bool
+    tf32: bool
+
+
 def _providers(
-    opts: OrtOptions, ctx: BackendContext, stream: torch.cuda.Stream | None, trt_fp16: bool, input_names: list[str]
+    opts: OrtOptions, ctx: BackendContext, stream: torch.cuda.Stream | None, modes: _EpModes, input_names: list[str]
 ) -> list:
     if not opts.on_gpu:
         return ["CPUExecutionProvider"]
@@ -213,14 +267,15 @@ def _providers(
     }
     cuda = common | {
         "enable_cuda_graph": _flag(opts.cuda_graph and opts.provider == "cuda"),
-        "use_tf32": _flag(opts.tf32),
+        "use_tf32": _flag(modes.tf32),  # explicit both ways: the CUDA EP's default allows TF32
     }
     if opts.provider == "cuda":
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
     cache = _tensorrt_cache_dir(ctx)
     cache.mkdir(parents=True, exist_ok=True)
     tensorrt = common | {
-        "trt_fp16_enable": _flag(trt_fp16),
+        "trt_fp16_enable": _flag(modes.trt_fp16),
+        "trt_int8_enable": _flag(modes.trt_int8),  # QDQ scales as calibrated: no calibration table
         "trt_cuda_graph_enable": _flag(opts.cuda_graph),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": str(cache),

@@ -8,11 +8,17 @@ BACKEND = BackendDescriptor(
     build=(
         BuildStep(
             "bench_pipeline.backends.tensorrt.stage:build_engines_node",
-            ("onnx_fp32", "params:benchmark", "params:tensorrt_build"),
+            ("onnx_fp32", "params:benchmark", "params:tensorrt_build", "onnx_int8"),
             "tensorrt_artifacts",
             "build_engines_node",
         ),
     ),
     reads={"tensorrt": "tensorrt_artifacts"},
     needs=("onnx",),
+    precisions={
+        "fp32": "full TensorRT or TensorRT-RTX on their GPUs (TF32 off)",
+        "tf32": "as fp32, TF32 tactics allowed; compute capability >= 8.0",
+        "fp16": "as fp32, from an FP16 copy of the export",
+        "int8": "as fp32, from the static QDQ graph (explicit quantization, ONNX Runtime's calibration)",
+    },
 )

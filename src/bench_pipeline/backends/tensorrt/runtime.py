@@ -41,6 +41,7 @@ from bench_pipeline.backends.tensorrt.build import (
     write_atomic,
 )
 from bench_pipeline.harness.status import Status
+from bench_pipeline.model.source import precision_unsupported
 
 OPTIONS = ("cuda_graph",)
 _TORCH_DTYPES = {
@@ -85,6 +86,9 @@ class TensorRTBackend(Backend):
                 f"(the {built_with} engine for compute capability {entry['target_cc']} was built)",
                 entry,
             )
+        capability = precision_unsupported(ctx.device, precision) if precision == "tf32" else None
+        if capability:  # a TF32 engine on a GPU without TF32 would time FP32 under the name TF32
+            raise CellFailure(Status.UNSUPPORTED, capability, costs=one_off_costs(entry), extra=build_facts(entry))
         flavour, missing = detect_flavour(entry["flavour"])
         if flavour is None:
             reason = f"the engine was built with {built_with}, which is missing here: {missing}"
@@ -114,8 +118,12 @@ def build_facts(entry: dict[str, Any]) -> dict[str, Any]:
 
 def one_off_costs(entry: dict[str, Any]) -> dict[str, float]:
     """What it took to get the engines, like the onnxruntime rows count it: the export
-    (``export_s``) and the build, FP16 conversion of the ONNX included (``build_s``)."""
-    return {"build_s": entry["build_s"] + _conversion_s(entry), "export_s": entry["export_s"]}
+    (``export_s``), the build, FP16 conversion of the ONNX included (``build_s``), and INT8's quantization
+    with its calibration (``quantize_s``)."""
+    costs = {"build_s": entry["build_s"] + _conversion_s(entry), "export_s": entry["export_s"]}
+    if "quantize_s" in entry:
+        costs["quantize_s"] = entry["quantize_s"]
+    return costs
 
 
 def _conversion_s(entry: dict[str, Any]) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench_pipeline.backends.tensorrt import BACKEND
 from bench_pipeline.backends.tensorrt.build import (
     EngineError,
     Flavour,
@@ -40,13 +41,16 @@ NO_BF16 = (
 
 
 def build_engines_node(
-    onnx_fp32: dict[str, Any], benchmark: BenchmarkConfig, tensorrt_build: TensorRTBuildSpec
+    onnx_fp32: dict[str, Any], benchmark: BenchmarkConfig, tensorrt_build: TensorRTBuildSpec,
+    onnx_int8: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Engines for every precision a tensorrt variant asks for, keyed by precision.
 
     Built on, and for, the benchmark's GPU (``benchmark.device``, e.g. ``cuda:1``): a full
     TensorRT engine only runs on the GPU model it was built on. Each entry carries the export's
-    ``export_s``: the engine's one-off cost includes making the ONNX it was built from.
+    ``export_s``: the engine's one-off cost includes making the ONNX it was built from (and INT8's its
+    ``quantize_s``). TF32 builds the FP32 export with TF32 tactics allowed (FP32 clears them); INT8 the static
+    QDQ graph of ``onnx_int8``, whose scales TensorRT takes as they are (explicit quantization).
     """
     precisions = precisions_to_build(benchmark)
     if not precisions:
@@ -63,10 +67,19 @@ def build_engines_node(
             entry = status_record(Status.SKIPPED, missing)
         elif precision == "bf16":
             entry = status_record(Status.UNSUPPORTED, NO_BF16)
+        elif BACKEND.precision_missing(precision):  # e.g. fp8: no FP8 QDQ graph is made (ModelOpt would)
+            entry = status_record(Status.UNSUPPORTED, BACKEND.precision_missing(precision))
+        elif precision == "int8" and (onnx_int8 or {}).get("int8_static", {}).get("status") != Status.OK:
+            qdq = (onnx_int8 or {}).get("int8_static") or {}
+            entry = status_record(qdq.get("status", Status.SKIPPED),
+                                  f"no static INT8 QDQ graph to build from: {qdq.get('reason', 'not made')}")
         else:
+            path = onnx_int8["int8_static"]["path"] if precision == "int8" else source["path"]
             with _current_gpu(device):
-                entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
+                entry = _build(path, precision, benchmark, tensorrt_build, flavour, gpu)
             entry["export_s"] = source["export_s"]
+            if precision == "int8" and entry.get("status", Status.OK) == Status.OK:
+                entry["quantize_s"] = onnx_int8["int8_static"]["quantize_s"]
         artifacts[precision] = entry
         _log(precision, entry, flavour)
     return artifacts

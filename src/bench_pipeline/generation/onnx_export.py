@@ -1,0 +1,103 @@
+"""A causal LM to ONNX for generation, with its KV cache as graph inputs and outputs, or without one.
+
+``with_cache``: inputs ``input_ids``, ``attention_mask`` and ``past.<layer>.key/value``; outputs the last
+position's ``logits`` and ``present.<layer>.key/value``. One graph serves prefill (a past of length 0)
+and every decode step (a past of the tokens so far). ``no_cache``: ``input_ids`` and ``attention_mask``
+to ``logits`` only: the whole sequence again at every step, the way a traced, static graph without a
+cache generates (the seed study's point).
+
+The TorchScript exporter traces keyword calls under ``torch.no_grad``: with transformers 5 a positional
+call binds the cache to the wrong parameter. Exports are cached by the weights' digest and recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench_pipeline.generation.model import load_causal_lm
+
+RECIPE = 1  # bump when the export changes, so cached graphs stop matching
+
+
+class _WithCache(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, layers: int):
+        super().__init__()
+        self.model = model
+        self.layers = layers
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(self.layers):
+            cache.update(past[2 * layer], past[2 * layer + 1], layer)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+        presents = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+        return (out.logits[:, -1, :], *presents)
+
+
+class _NoCache(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, -1, :]
+
+
+def cache_names(layers: int) -> tuple[list[str], list[str]]:
+    past = [f"past.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    return past, [name.replace("past.", "present.") for name in past]
+
+
+def kv_layout(model: torch.nn.Module) -> tuple[int, int, int]:
+    """(layers, cache heads, head dim), read from a real forward's cache (GQA, MQA and GPT-2 alike)."""
+    with torch.no_grad():
+        ids = torch.ones(1, 2, dtype=torch.int64)
+        cache = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values
+    _, heads, _, head_dim = cache.layers[0].keys.shape
+    return len(cache.layers), int(heads), int(head_dim)
+
+
+def export_generation_onnx(model_dir: str | Path, weights_sha256: str, out_dir: Path, with_cache: bool,
+                           opset: int = 17) -> dict[str, Any]:
+    """The graph's path and facts (``export_s``, ``cached``, layout); exported once per weights and recipe."""
+    kind = "with-cache" if with_cache else "no-cache"
+    key = hashlib.sha256(f"{weights_sha256}|{kind}|{opset}|{RECIPE}|{torch.__version__}".encode()).hexdigest()[:16]
+    path = Path(out_dir) / f"decoder-{kind}-{key}.onnx"
+    manifest = path.with_suffix(".json")
+    if path.is_file() and manifest.is_file():
+        return json.loads(manifest.read_text()) | {"cached": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    model = load_causal_lm(model_dir, "fp32", torch.device("cpu"), attn_implementation="eager")
+    layers, heads, head_dim = kv_layout(model)
+    past_names, present_names = cache_names(layers)
+    ids = torch.ones(2, 2, dtype=torch.int64)
+    if with_cache:
+        past = [torch.zeros(2, heads, 3, head_dim) for _ in past_names]
+        module, args = _WithCache(model, layers), (ids, torch.ones(2, 5, dtype=torch.int64), *past)
+        inputs, outputs = ["input_ids", "attention_mask", *past_names], ["logits", *present_names]
+        axes = {"input_ids": {0: "batch", 1: "new"}, "attention_mask": {0: "batch", 1: "total"},
+                **{n: {0: "batch", 2: "past"} for n in past_names},
+                **{n: {0: "batch", 2: "total"} for n in present_names}, "logits": {0: "batch"}}
+    else:
+        module, args = _NoCache(model), (ids, torch.ones_like(ids))
+        inputs, outputs = ["input_ids", "attention_mask"], ["logits"]
+        axes = {"input_ids": {0: "batch", 1: "total"}, "attention_mask": {0: "batch", 1: "total"},
+                "logits": {0: "batch"}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
+        torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    record = {"path": str(path), "kind": kind, "layers": layers, "kv_heads": heads, "head_dim": head_dim,
+              "export_s": time.perf_counter() - started, "opset": opset, "size_bytes": path.stat().st_size}
+    manifest.write_text(json.dumps(record))
+    return record | {"cached": False}

@@ -1,0 +1,88 @@
+"""Every generation backend on a real tiny decoder (the embedded tiny Llama, random weights) on CPU: the same
+greedy ids as FP32 eager with the dynamic cache, and the KV cache paying off per token at a long prompt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench_pipeline.backends.base import Cell, CellFailure
+from bench_pipeline.config import ModelSpec
+from bench_pipeline.generation.model import materialize_preset, prompt_ids, resolve_generation_model
+from bench_pipeline.generation.ort_backend import OrtGenerateBackend
+from bench_pipeline.generation.plan import GenerationContext
+from bench_pipeline.generation.tensorrt_backend import TensorRTGenerateBackend
+from bench_pipeline.generation.torch_backend import CompiledGenerateBackend, EagerGenerateBackend
+from bench_pipeline.harness.status import Status
+
+NEW_TOKENS = 6
+VARIANTS = [
+    (EagerGenerateBackend, {"cache": "static"}),
+    (CompiledGenerateBackend, {"backend": "eager"}),
+    (OrtGenerateBackend, {"provider": "cpu", "cache": True}),
+    (OrtGenerateBackend, {"provider": "cpu", "cache": False}),
+]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory) -> GenerationContext:
+    models = tmp_path_factory.mktemp("models")
+    info = resolve_generation_model(ModelSpec(source="default"), models, seed=0)
+    return GenerationContext(model_dir=materialize_preset("tiny-llama", models, 0), model_info=info,
+                             device=torch.device("cpu"), threads=1, cells=[], workdir=models / "work",
+                             new_tokens=NEW_TOKENS)
+
+
+def generate(backend, ctx, options, cell):
+    session = backend().open(ctx, "v", "fp32", options)
+    try:
+        runner = session.prepare(session.make_inputs(cell, 0), cell)
+        return runner.outputs()
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize(("backend", "options"), VARIANTS, ids=lambda v: str(v))
+def test_every_backend_generates_the_fp32_eager_greedy_ids(ctx, backend, options):
+    cell = Cell(2, 24)
+    reference = generate(EagerGenerateBackend, ctx, {}, cell)
+    assert reference["token_ids"].shape == (2, NEW_TOKENS)
+    assert len(set(reference["token_ids"].ravel().tolist())) > 1  # random weights still pick varied ids
+    outputs = generate(backend, ctx, options, cell)
+    np.testing.assert_array_equal(outputs["token_ids"], reference["token_ids"])
+    finite = np.isfinite(reference["step1_logits"])
+    np.testing.assert_allclose(outputs["step1_logits"][finite], reference["step1_logits"][finite], atol=1e-4)
+
+
+def test_prompt_ids_are_seeded_and_inside_the_vocabulary():
+    a, b = prompt_ids(1024, 2, 16, seed=3), prompt_ids(1024, 2, 16, seed=3)
+    assert torch.equal(a["input_ids"], b["input_ids"]) and a["attention_mask"].all()
+    assert int(a["input_ids"].max()) < 1024 and not torch.equal(a["input_ids"], prompt_ids(1024, 2, 16, 4)["input_ids"])
+
+
+def test_cached_decode_is_faster_per_token_than_no_cache_at_a_long_prompt(ctx):
+    """The seed study's point, relative only: at a 512-token prompt a decode step with the cache runs one
+    token through the model, without it the whole sequence; medians over several generations."""
+    cell = Cell(1, 512)
+    per_token = {}
+    for with_cache in (True, False):
+        session = OrtGenerateBackend().open(ctx, "v", "fp32", {"provider": "cpu", "cache": with_cache})
+        runner = session.prepare(session.make_inputs(cell, 0), cell)
+        for _ in range(5):
+            runner.run()
+        steps = runner.round_steps(5)["step_offsets_ms"]
+        per_token[with_cache] = float(np.median(np.concatenate([np.diff(s) for s in steps])))
+        session.close()
+    assert per_token[True] * 2 < per_token[False], per_token
+
+
+def test_tensorrt_generation_is_skipped_with_the_reason(ctx):
+    with pytest.raises(CellFailure) as failure:
+        TensorRTGenerateBackend().precheck(ctx, "default", "fp16", {})
+    assert failure.value.status == Status.SKIPPED and "TensorRT-LLM" in failure.value.reason
+
+
+def test_onnxruntime_generation_fp16_is_unsupported_with_the_reason(ctx):
+    with pytest.raises(CellFailure, match="FP32 only"):
+        OrtGenerateBackend().precheck(ctx, "cpu", "fp16", {"provider": "cpu"})

@@ -1,0 +1,74 @@
+"""Bad generation input fails at config validation, naming the value and what is allowed."""
+
+import pytest
+from pydantic import ValidationError
+
+from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.model.source import default_model_dir
+
+
+def generate(**overrides) -> dict:
+    config = {"scenario": "generate", "grid": {"batch_sizes": [1], "sequence_lengths": [32]},
+              "generate": {"new_tokens": 8}}
+    return config | overrides
+
+
+def test_the_embedded_tiny_decoder_is_the_offline_default():
+    config = BenchmarkConfig(**generate())
+    assert config.model.source == "default"
+    assert list(config.enabled_backends()) == ["eager"]
+
+
+def test_prompt_plus_new_tokens_above_the_context_names_both_and_the_limit():
+    with pytest.raises(ValidationError, match=r"prompt length 1000 \+ generate.new_tokens 32 = 1032 tokens exceed "
+                                              r"the model's context of 1024 tokens"):
+        BenchmarkConfig(**generate(grid={"batch_sizes": [1], "sequence_lengths": [16, 1000]},
+                                   generate={"new_tokens": 32}))
+
+
+def test_gpt2_preset_context_is_read_from_n_positions():
+    with pytest.raises(ValidationError, match="context of 1024 tokens"):
+        BenchmarkConfig(**generate(model={"source": "preset", "name": "gpt2"},
+                                   grid={"batch_sizes": [1], "sequence_lengths": [1024]}))
+
+
+def test_zero_new_tokens_is_refused():
+    with pytest.raises(ValidationError, match="generate.new_tokens is 0"):
+        BenchmarkConfig(**generate(generate={"new_tokens": 0}))
+
+
+def test_an_encoder_directory_in_the_generation_scenario_is_refused():
+    with pytest.raises(ValidationError, match=r"model_type 'bert', architectures \['BertModel'\]\) is not a "
+                                              r"decoder-only causal LM"):
+        BenchmarkConfig(**generate(model={"source": "local", "name": str(default_model_dir())}))
+
+
+def test_an_encoder_preset_in_the_generation_scenario_is_refused():
+    with pytest.raises(ValidationError, match="'bert-base-uncased' is an encoder preset.*'gpt2', 'llama-250m'"):
+        BenchmarkConfig(**generate(model={"source": "preset", "name": "bert-base-uncased"}))
+
+
+def test_an_unknown_generation_option_names_the_allowed_ones():
+    backends = {"eager": {"variants": [{"name": "x", "options": {"cache": "paged"}}]}}
+    with pytest.raises(ValidationError, match=r"generate.backends.eager.variants\[x\].options: cache='paged' is not "
+                                              r"allowed; allowed: \['dynamic', 'static'\]"):
+        BenchmarkConfig(**generate(generate={"backends": backends}))
+
+
+@pytest.mark.parametrize("env", ["generate", "gpu_generate"])
+def test_generation_envs_hold_only_deltas_and_validate(env):
+    import yaml
+    from kedro.config import OmegaConfigLoader
+
+    from bench_pipeline.settings import CONFIG_LOADER_ARGS
+    from conftest import PROJECT_ROOT
+    from test_settings import _repeated
+
+    base, delta = (yaml.safe_load((PROJECT_ROOT / f"conf/{e}/parameters_benchmark.yml").read_text())
+                   for e in ("base", env))
+    assert _repeated(delta, base) == []
+    merged = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **(CONFIG_LOADER_ARGS | {"default_run_env": env}))
+    params = merged["parameters"]["benchmark"] | {"device": "cpu"}  # this machine has no GPU
+    config = BenchmarkConfig(**params)
+    assert config.scenario == "generate" and set(config.enabled_backends()) == {"eager", "dynamo", "onnxruntime",
+                                                                                 "tensorrt"}
