@@ -9,7 +9,6 @@ the next append starts on a line of its own instead of being glued onto the frag
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench_pipeline.harness.status import Status
+from bench_pipeline.system.files import json_sha256
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def cell_key(
 ) -> str:
     """A hash of everything a cell's result depends on: ``context`` holds the model, the run's
     settings (timing, tolerances, seed, threads), the environment fingerprint and artifact hashes."""
-    payload = json.dumps(
+    return json_sha256(
         {
             "context": context,
             "backend": backend,
@@ -68,10 +68,8 @@ def cell_key(
             "batch": batch,
             "seq": seq,
         },
-        sort_keys=True,
         default=str,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def key_context(

@@ -12,7 +12,6 @@ cache is detected, deleted and rebuilt, never trusted.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import inspect
 import json
 import logging
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.model.source import load_model, weights_digest
-from bench_pipeline.system.files import file_sha256
+from bench_pipeline.system.files import file_sha256, json_sha256, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ def _export_and_store(
 def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_implementation: str) -> str:
     """The cache key of an export: what the model is (the fingerprint ``model_info`` carries as
     ``weights_sha256``) and how it is exported, not where it lives."""
-    return _digest(
+    return json_sha256(
         {
             "step": "export",
             "recipe": RECIPE_VERSION,
@@ -381,7 +380,7 @@ def optimize_onnx(
     options |= {"float16": float16, "use_gpu": use_gpu}
     source_sha256 = artifact_sha256(in_path)
     prepass_on_gpu = use_gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    key = _digest(
+    key = json_sha256(
         {
             "step": "optimize",
             "recipe": RECIPE_VERSION,
@@ -530,9 +529,7 @@ def _build(out_path: Path, key: str, write: Callable[[Path], None]) -> dict[str,
 def _store(out_path: Path, key: str, info: dict[str, Any]) -> dict[str, Any]:
     info = {**info, "cached": False, "versions": library_versions()}
     manifest = {"key": key, "files": info["files"], "info": {k: v for k, v in info.items() if k != "cached"}}
-    tmp_manifest = manifest_path(out_path).with_suffix(".tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp_manifest.replace(manifest_path(out_path))
+    write_atomic(manifest_path(out_path), json.dumps(manifest, indent=2, sort_keys=True).encode())
     return info
 
 
@@ -547,8 +544,4 @@ def artifact_sha256(path: Path) -> str:
     data = path.with_name(path.name + ".data")
     if not data.is_file():
         return file_sha256(path)
-    return _digest({path.name: file_sha256(path), data.name: file_sha256(data)})
-
-
-def _digest(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_sha256({path.name: file_sha256(path), data.name: file_sha256(data)})

@@ -8,7 +8,6 @@ and every other backend still runs.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
 from bench_pipeline.harness.status import Status
 from bench_pipeline.system.device import resolve_device
+from bench_pipeline.system.files import slug
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def artifact_dir(model_info: dict[str, Any], export: ExportConfig) -> Path:
     """One folder per model content and export recipe. The name is for people; the folder is
     keyed by the weights and config fingerprint, so two models whose directories share a
     basename (two local ``model/``) neither evict each other nor, run side by side, swap files."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", model_info["name"]).strip("_") or "model"
+    name = slug(model_info["name"], keep="._-") or "model"
     model = f"{name}-{model_info['weights_sha256'][:16]}"
     return Path(export.cache_dir) / model / f"{export.exporter}-opset{export.opset}-{export.attn_implementation}"
 

@@ -17,7 +17,6 @@ warm-up, not the timed calls, pays for the JIT.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,9 @@ from bench_pipeline.backends.tensorrt.build import (
     profile_covers,
     read_engine,
     recording_logger,
-    write_atomic,
 )
 from bench_pipeline.harness.status import Status
+from bench_pipeline.system.files import slug, write_atomic
 
 OPTIONS = ("cuda_graph",)
 _TORCH_DTYPES = {
@@ -308,8 +307,7 @@ class TensorRTSession(Session):
 def _runtime_cache_path(engine_path: str, gpu_name: str) -> Path:
     """Next to its engine, per GPU model: TensorRT-RTX rejects a cache from another GPU or version
     (``deserialize`` returns False), so a cold start is recorded as ``runtime_cache_hit: false``."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_")
-    return Path(engine_path).with_suffix(f".{slug}.runtime")
+    return Path(engine_path).with_suffix(f".{slug(gpu_name)}.runtime")
 
 
 class TensorRTRunner(CellRunner):
