@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bench_pipeline.backends.base import Cell, is_out_of_memory
+from bench_pipeline.backends.base import Cell, grid_cells, is_out_of_memory
 from bench_pipeline.backends.dynamo.compile import (
     CompiledVariant,
     CompileSpec,
@@ -30,7 +30,6 @@ from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_c
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported
-from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.system.device import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)

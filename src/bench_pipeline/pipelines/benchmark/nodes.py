@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench_pipeline.backends.base import BackendContext
+from bench_pipeline.backends.base import BackendContext, grid_cells
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, key_context
 from bench_pipeline.harness.machine_load import effective_threads, load_check
 from bench_pipeline.harness.results import to_frame
 from bench_pipeline.harness.sweep import Unit, plan_units, run_units
-from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.system.device import configure_torch, resolve_device
 from bench_pipeline.system.environment import compare_snapshots, gpu_state_snapshot
 

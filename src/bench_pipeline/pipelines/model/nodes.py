@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench_pipeline.backends.base import Cell
+from bench_pipeline.backends.base import grid_cells
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.dispatch import host_dispatch
 from bench_pipeline.harness.machine_load import effective_threads, load_check
@@ -20,10 +20,6 @@ from bench_pipeline.system.environment import capture_environment
 
 MODELS_DIR = Path("data/06_models")
 log = logging.getLogger(__name__)
-
-
-def grid_cells(config: BenchmarkConfig) -> list[Cell]:
-    return [Cell(b, s) for b in config.grid.batch_sizes for s in config.grid.sequence_lengths]
 
 
 def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
