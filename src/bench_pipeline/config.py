@@ -267,6 +267,15 @@ class BenchmarkConfig(_Strict):
         return variant.precisions if variant.precisions is not None else self.precisions
 
 
+class PathsConfig(_Strict):
+    """``params:paths``: where the journal, the backends' scratch folders and materialised presets live.
+    No defaults here: ``conf/base/parameters_paths.yml`` is their one source, as the catalog is for datasets."""
+
+    models_dir: Path
+    journal_dir: Path
+    work_dir: Path
+
+
 def _options_checker(backend: str):
     """The backend's own option check; none where its library is missing (its cells say so)."""
     try:

@@ -23,8 +23,6 @@ from bench_pipeline.system.files import json_sha256
 
 log = logging.getLogger(__name__)
 
-JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
-
 # Statuses that are a result worth keeping. Errors, OOMs, timeouts and crashes are retried, and
 # so are skips: a library installed or fixed since may make the cell runnable. An ``unstable``
 # cell is measured again: its numbers were contaminated or its rounds disagreed.

@@ -213,7 +213,7 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     from kedro.runner import SequentialRunner
 
     from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
-    from bench_pipeline.config import BenchmarkConfig
+    from bench_pipeline.config import BenchmarkConfig, PathsConfig
     from bench_pipeline.pipelines import benchmark, model
 
     config = BenchmarkConfig(
@@ -238,6 +238,8 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     catalog["params:benchmark"] = MemoryDataset(config)
     stage = DynamoStageConfig(cache_dir=str(tmp_path / "cache"), warm_up_compiler=False)
     catalog["params:dynamo_compile"] = MemoryDataset(stage)
+    catalog["params:paths"] = MemoryDataset(PathsConfig(
+        models_dir=tmp_path / "models", journal_dir=tmp_path / "journal", work_dir=tmp_path / "work"))
     catalog["results_dynamo"] = MemoryDataset()
     pipeline = model.create_pipeline() + benchmark.create_pipeline(["dynamo"])
     assert {"dynamo.compile_node", "dynamo.plan_node", "measure_node"} <= {n.name for n in pipeline.nodes}

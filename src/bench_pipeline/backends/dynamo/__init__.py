@@ -9,7 +9,7 @@ BACKEND = BackendDescriptor(
     build=(
         BuildStep(
             "bench_pipeline.backends.dynamo.stage:compile_node",
-            ("model_info", "environment", "params:benchmark", "params:dynamo_compile"),
+            ("model_info", "environment", "params:benchmark", "params:dynamo_compile", "params:paths"),
             "dynamo_artifacts",
             "compile_node",
         ),

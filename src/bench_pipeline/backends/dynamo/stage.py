@@ -25,8 +25,8 @@ from bench_pipeline.backends.dynamo.compile import (
     warm_up_compiler,
 )
 from bench_pipeline.backends.dynamo.runtime import artifact_key
-from bench_pipeline.config import BenchmarkConfig, VariantSpec
-from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_context
+from bench_pipeline.config import BenchmarkConfig, PathsConfig, VariantSpec
+from bench_pipeline.harness.journal import Journal, cell_key, key_context
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported
@@ -53,6 +53,7 @@ def compile_node(
     environment: dict[str, Any],
     benchmark: BenchmarkConfig,
     dynamo_compile: DynamoStageConfig,
+    paths: PathsConfig,
 ) -> dict[str, dict[str, Any]]:
     """``{"variant/precision": record}`` for every enabled dynamo variant x precision.
 
@@ -76,7 +77,7 @@ def compile_node(
             log.warning("dynamo: compiler warm-up failed, variants will say why: %s: %s", type(error).__name__, error)
     cells = grid_cells(benchmark)
     context = key_context(model_info, environment, benchmark)
-    done = Journal(JOURNAL_DIR / "dynamo.jsonl").reusable_keys() if benchmark.resume else set()
+    done = Journal(paths.journal_dir / "dynamo.jsonl").reusable_keys() if benchmark.resume else set()
     host_inputs = {_name(c): make_inputs(model_info["path"], c.batch, c.seq, benchmark.seed) for c in cells}
     artifacts = {}
     for variant, compile_spec, precision in plan:
