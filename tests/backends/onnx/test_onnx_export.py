@@ -22,11 +22,11 @@ from bench_pipeline.backends.onnx.export import (
     cached_artifact,
     export_onnx,
     manifest_path,
-    optimize_onnx,
-    optimizer_model_type,
 )
-from bench_pipeline.backends.onnx.stage import ExportConfig, ExportRecord, export_onnx_node, fused_graphs_wanted
+from bench_pipeline.backends.onnx.stage import ExportConfig, ExportRecord, export_onnx_node
 from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
+from bench_pipeline.backends.onnxruntime.optimize import optimize_onnx, optimizer_model_type
+from bench_pipeline.backends.onnxruntime.stage import fused_graphs_wanted
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
 from bench_pipeline.pipelines.benchmark import backend_pipeline

@@ -16,8 +16,9 @@ import torch
 
 from bench_pipeline.backends import load_backend
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, optimize_onnx_node
+from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node
 from bench_pipeline.backends.onnxruntime.runtime import OnnxRuntimeBackend, OrtOptions, _providers
+from bench_pipeline.backends.onnxruntime.stage import optimize_onnx_node
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.harness.sweep import run_backend
 from bench_pipeline.model.reference import compute_reference
