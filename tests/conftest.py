@@ -39,7 +39,7 @@ def save_tiny_encoder(target: Path, model_type: str, *, seed: int = 0, **overrid
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from bench_pipeline.model.source import default_model_dir
+    from bench_pipeline.model.limits import default_model_dir
 
     settings = dict(
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from bench_pipeline.backends import load_backend, runnable
+from bench_pipeline.backends import check_options, runnable
+from bench_pipeline.model.limits import PRESETS, check_sequence_lengths, position_limit
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -59,7 +60,7 @@ class ModelSpec(_Strict):
     ``hub``: a Hugging Face hub id in ``name`` (normal hub cache, ``revision`` optional).
     ``local``: a directory with ``config.json`` in ``name``.
     ``preset``: an architecture config shipped with this project (``name`` from
-    ``models.PRESETS``), random weights: for timing-only runs of large models.
+    ``model.limits.PRESETS``), random weights: for timing-only runs of large models.
     """
 
     source: Literal["default", "hub", "local", "preset"] = "default"
@@ -69,8 +70,6 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
-        from bench_pipeline.model.source import PRESETS
-
         if self.source != "default" and not self.name:
             raise ValueError(f"model.name is required when model.source is {self.source!r}")
         if self.source == "local":
@@ -235,19 +234,18 @@ class BenchmarkConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown backend(s) {unknown}; allowed: {list(allowed)}")
         for name, spec in backends.items():
-            checker = _options_checker(name)
             for variant in spec.variants:
                 where = f"backends.{name}.variants[{variant.name}]"
                 try:
-                    checker(variant.options)
+                    check_options(name, variant.options)
+                except ImportError:
+                    pass  # its library is missing here: its cells say so
                 except ValueError as error:
                     raise ValueError(f"{where}.options: {error}") from None
         return backends
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.model.source import check_sequence_lengths, position_limit
-
         check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
         return self
 
@@ -274,14 +272,6 @@ class PathsConfig(_Strict):
     models_dir: Path
     journal_dir: Path
     work_dir: Path
-
-
-def _options_checker(backend: str):
-    """The backend's own option check; none where its library is missing (its cells say so)."""
-    try:
-        return load_backend(backend).check_options
-    except ImportError:
-        return lambda options: None
 
 
 def _valid_precisions(precisions: list[str], where: str) -> list[str]:

@@ -143,9 +143,6 @@ class Session(ABC):
 class Backend(ABC):
     name: ClassVar[str]
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        """Raise ``ValueError`` naming a bad variant option; runs at config validation, before any node."""
-
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         """Raise ``CellFailure`` when this (variant, precision) cannot run here, from what is known
         without loading anything (precision on this device, a missing provider, a failed stage):

@@ -30,3 +30,6 @@ class BackendDescriptor:
     reads: dict[str, str] = field(default_factory=dict)
     #: build-only backends whose steps it needs (their namespace runs whenever this backend is in the pipeline)
     needs: tuple[str, ...] = ()
+    #: "module:function" raising ``ValueError`` for a bad variant option; ``config.py`` calls it at validation,
+    #: so it should import neither torch nor the backend's library (dynamo's cannot: its options are torch's)
+    options: str | None = None

@@ -28,7 +28,8 @@ from bench_pipeline.backends.onnxruntime.artifacts import ort_artifact_key
 from bench_pipeline.backends.onnxruntime.optimize import optimize_onnx, optimizer_model_type
 from bench_pipeline.backends.onnxruntime.stage import fused_graphs_wanted
 from bench_pipeline.config import BenchmarkConfig
-from bench_pipeline.model.source import default_model_dir, load_model, make_inputs, weights_digest
+from bench_pipeline.model.limits import default_model_dir
+from bench_pipeline.model.source import load_model, make_inputs, weights_digest
 from bench_pipeline.pipelines.benchmark import backend_pipeline
 from bench_pipeline.system.files import file_sha256
 from conftest import DEBERTA_V2, save_tiny_bert, save_tiny_encoder

@@ -15,4 +15,5 @@ BACKEND = BackendDescriptor(
         ),
     ),
     reads={"dynamo": "dynamo_artifacts"},
+    options="bench_pipeline.backends.dynamo.compile:validate_variant_options",
 )

@@ -20,7 +20,6 @@ from bench_pipeline.backends.dynamo.compile import (
     CompileSpec,
     compile_module,
     compiler_caches_in,
-    validate_variant_options,
 )
 from bench_pipeline.backends.eager.runtime import TorchRunner, check_precision, module_bytes, open_torch_model
 from bench_pipeline.harness.results import cell_name
@@ -82,9 +81,6 @@ class DynamoSession(Session):
 
 class DynamoBackend(Backend):
     name = "dynamo"
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        validate_variant_options(options)
 
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         self._entry(ctx, variant, precision)

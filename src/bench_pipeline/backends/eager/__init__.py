@@ -2,4 +2,8 @@
 
 from bench_pipeline.backends.descriptor import BackendDescriptor
 
-BACKEND = BackendDescriptor("eager", runtime="bench_pipeline.backends.eager.runtime:EagerBackend")
+BACKEND = BackendDescriptor(
+    "eager",
+    runtime="bench_pipeline.backends.eager.runtime:EagerBackend",
+    options="bench_pipeline.backends.eager.options:check_options",
+)

@@ -16,4 +16,5 @@ BACKEND = BackendDescriptor(
     ),
     reads={"export": "export_artifacts"},
     needs=("onnx",),
+    options="bench_pipeline.backends.onnxruntime.options:check_options",
 )

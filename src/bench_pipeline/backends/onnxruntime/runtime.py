@@ -22,7 +22,6 @@ mode (TensorRT cannot build the fused ``com.microsoft`` ops, it would hand them 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,12 @@ from bench_pipeline.backends.base import (
 )
 from bench_pipeline.backends.onnxruntime.artifacts import (
     EXECUTION_PROVIDERS,
-    default_provider,
     ort_artifact_key,
     provider_unavailable,
 )
+from bench_pipeline.backends.onnxruntime.options import OrtOptions
 from bench_pipeline.harness.status import Status
 
-_OPTION_NAMES = ("provider", "io_binding", "cuda_graph", "tf32", "fused")
-_FLAGS = ("io_binding", "cuda_graph", "tf32", "fused")
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _ONNX_TO_TORCH = {
     "tensor(int64)": torch.int64,
@@ -60,49 +57,11 @@ _ONNX_TO_TORCH = {
 _TORCH_TO_NUMPY = {torch.int64: np.int64, torch.int32: np.int32, torch.float32: np.float32, torch.float16: np.float16}
 
 
-@dataclass(frozen=True)
-class OrtOptions:
-    provider: str
-    io_binding: bool = True
-    cuda_graph: bool = False
-    tf32: bool = False
-    fused: bool = False
-
-    @classmethod
-    def parse(cls, options: dict[str, Any], device: torch.device) -> OrtOptions:
-        unknown = sorted(set(options) - set(_OPTION_NAMES))
-        if unknown:
-            raise ValueError(f"unknown onnxruntime option(s) {unknown}; allowed: {list(_OPTION_NAMES)}")
-        provider = options.get("provider", default_provider(device.type))
-        if provider not in EXECUTION_PROVIDERS:
-            raise ValueError(f"unknown onnxruntime provider {provider!r}; allowed: {list(EXECUTION_PROVIDERS)}")
-        for flag in _FLAGS:
-            if flag in options and not isinstance(options[flag], bool):
-                raise ValueError(f"onnxruntime option {flag} must be true or false, got {options[flag]!r}")
-        parsed = cls(provider=provider, **{k: options[k] for k in _FLAGS if k in options})
-        if parsed.fused and provider == "tensorrt":
-            raise ValueError("onnxruntime option fused does not apply to provider 'tensorrt': TensorRT cannot "
-                             "build ONNX Runtime's fused ops and runs the plain export")
-        if parsed.cuda_graph and (provider == "cpu" or not parsed.io_binding):
-            raise ValueError(
-                "onnxruntime option cuda_graph needs provider 'cuda' or 'tensorrt' and io_binding true "
-                f"(got provider {provider!r}, io_binding {parsed.io_binding})"
-            )
-        return parsed
-
-    @property
-    def on_gpu(self) -> bool:
-        return self.provider != "cpu"
-
-
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        OrtOptions.parse(options, torch.device("cpu"))
-
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
-        self._artifact(ctx, precision, OrtOptions.parse(options, ctx.device))
+        self._artifact(ctx, precision, OrtOptions.parse(options, ctx.device.type))
 
     def _artifact(self, ctx: BackendContext, precision: str, opts: OrtOptions) -> dict[str, Any]:
         """The export stage's artifact this variant runs, or why it cannot run here."""
@@ -114,7 +73,7 @@ class OnnxRuntimeBackend(Backend):
         return _artifact(ctx.artifacts.get("export"), key)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
-        opts = OrtOptions.parse(options, ctx.device)
+        opts = OrtOptions.parse(options, ctx.device.type)
         artifact = self._artifact(ctx, precision, opts)
         trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
         path = Path(artifact["path"])

@@ -15,4 +15,5 @@ BACKEND = BackendDescriptor(
     ),
     reads={"tensorrt": "tensorrt_artifacts"},
     needs=("onnx",),
+    options="bench_pipeline.backends.tensorrt.options:check_options",
 )

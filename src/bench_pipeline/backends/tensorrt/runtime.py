@@ -38,10 +38,10 @@ from bench_pipeline.backends.tensorrt.build import (
     read_engine,
     recording_logger,
 )
+from bench_pipeline.backends.tensorrt.options import check_options
 from bench_pipeline.harness.status import Status
 from bench_pipeline.system.files import slug, write_atomic
 
-OPTIONS = ("cuda_graph",)
 _TORCH_DTYPES = {
     "FLOAT": torch.float32,
     "HALF": torch.float16,
@@ -57,11 +57,6 @@ _TORCH_DTYPES = {
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown tensorrt option(s) {unknown}; allowed: {list(OPTIONS)}")
-
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         entry, flavour = self._runnable(ctx, precision, options)
         return TensorRTSession(ctx.device, entry, flavour, cuda_graph=bool(options.get("cuda_graph", False)))
@@ -71,7 +66,7 @@ class TensorRTBackend(Backend):
 
     def _runnable(self, ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[dict[str, Any], Flavour]:
         """The stage's engine record and the TensorRT flavour that runs it here, or why not."""
-        self.check_options(options)
+        check_options(options)
         entry = ctx.artifacts.get("tensorrt", {}).get(precision)
         if entry is None:
             raise CellFailure(Status.SKIPPED, f"the tensorrt stage built no {precision} engine")

@@ -12,8 +12,9 @@ from bench_pipeline.backends.base import grid_cells
 from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.harness.dispatch import host_dispatch
 from bench_pipeline.harness.machine_load import effective_threads, load_check
+from bench_pipeline.model.limits import check_sequence_lengths
 from bench_pipeline.model.reference import compute_reference
-from bench_pipeline.model.source import check_sequence_lengths, resolve_model
+from bench_pipeline.model.source import resolve_model
 from bench_pipeline.system.device import configure_torch, resolve_device
 from bench_pipeline.system.environment import capture_environment
 
