@@ -26,6 +26,7 @@ from bench_pipeline.backends.tensorrt.build import (
     float16_onnx,
     local_gpu,
 )
+from bench_pipeline.backends.tensorrt.records import TensorRTRecord
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
 from bench_pipeline.harness.status import Status
@@ -67,6 +68,8 @@ def build_engines_node(
             with _current_gpu(device):
                 entry = _build(source["path"], precision, benchmark, tensorrt_build, flavour, gpu)
             entry["export_s"] = source["export_s"]
+            if entry["status"] == Status.OK:
+                entry = TensorRTRecord(**entry).model_dump()
         artifacts[precision] = entry
         _log(precision, entry, flavour)
     return artifacts
