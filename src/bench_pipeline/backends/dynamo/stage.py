@@ -24,6 +24,7 @@ from bench_pipeline.backends.dynamo.compile import (
     unavailable,
     warm_up_compiler,
 )
+from bench_pipeline.backends.dynamo.records import DynamoRecord
 from bench_pipeline.backends.dynamo.runtime import artifact_key
 from bench_pipeline.config import BenchmarkConfig, PathsConfig, VariantSpec
 from bench_pipeline.harness.journal import Journal, cell_key, key_context
@@ -118,8 +119,8 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
         return failed(compile_spec, device, *reason)
     cache_dir = cache_dir_for(Path(stage.cache_dir), variant.name, precision)
     if not host_inputs:
-        return {"status": Status.OK, "reason": None, "compile": {}, "cache_dir": str(cache_dir),
-                **compile_spec.describe(device)}
+        return DynamoRecord(status=Status.OK, reason=None, compile={}, cache_dir=str(cache_dir),
+                            **compile_spec.describe(device)).dump()
     attention = variant.options.get("attn_implementation")
     try:
         started = time.perf_counter()
@@ -143,23 +144,24 @@ def record(
     compiled: CompiledVariant, device: torch.device, load_s: float, attention: str | None, cache_dir: Path
 ) -> dict[str, Any]:
     """The stage's record for one variant x precision: its costs and the cache its workers compile from."""
-    return {
-        "status": compiled.status,
-        "reason": compiled.reason,
-        "cache_dir": str(cache_dir),
+    return DynamoRecord(
+        status=compiled.status,
+        reason=compiled.reason,
+        cache_dir=str(cache_dir),
         **compiled.spec.describe(device),
-        "attn_implementation": attention,
-        "load_s": load_s,
-        "compile": {name: cell.as_dict() for name, cell in compiled.cells.items()},
-        "recompiles": compiled.recompiles,
-        "recompile_reasons": compiled.recompile_reasons,
-        "graph_breaks": compiled.graph_breaks,
-        "break_reasons": compiled.break_reasons,
-    }
+        attn_implementation=attention,
+        load_s=load_s,
+        compile={name: cell.as_dict() for name, cell in compiled.cells.items()},
+        recompiles=compiled.recompiles,
+        recompile_reasons=compiled.recompile_reasons,
+        graph_breaks=compiled.graph_breaks,
+        break_reasons=compiled.break_reasons,
+    ).dump()
 
 
 def failed(compile_spec: CompileSpec, device: torch.device, status: str, reason: str) -> dict[str, Any]:
-    return {"status": status, "reason": reason, **compile_spec.describe(device)}
+    """A variant x precision that cannot compile here: its status and reason, with the settings it asked for."""
+    return DynamoRecord(status=status, reason=reason, **compile_spec.describe(device)).dump()
 
 
 def _name(cell: Cell) -> str:
