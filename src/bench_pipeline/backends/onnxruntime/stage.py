@@ -18,6 +18,7 @@ from bench_pipeline.backends.onnxruntime.artifacts import (
     provider_unavailable,
 )
 from bench_pipeline.backends.onnxruntime.optimize import optimize_onnx, optimizer_model_type
+from bench_pipeline.backends.onnxruntime.records import FusedGraphRecord
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
 from bench_pipeline.harness.status import Status
@@ -83,15 +84,6 @@ def _optimize(onnx_fp32: dict[str, Any], model_info: dict[str, Any], *, float16:
         label, model_info["name"], info["model_type"], model_info["model_type"], info["fusions"] or "nothing fused",
         info["size_bytes"] / 1e6, info["optimize_s"], " (cached)" if info["cached"] else "",
     )
-    return {
-        "status": Status.OK,
-        **_public(info, "fusions", "fusion_error", "optimize_s", "float16", "model_type"),
-        "exporter": onnx_fp32["exporter"],
-        "opset": onnx_fp32["opset"],
-        "export_s": onnx_fp32["export_s"],
-    }
-
-
-def _public(info: dict[str, Any], *fields: str) -> dict[str, Any]:
-    common = ("path", "sha256", "size_bytes", "cached")
-    return {name: info[name] for name in (*common, *fields)}
+    from_export = {name: onnx_fp32[name] for name in ("exporter", "opset", "export_s")}
+    facts = {name: info[name] for name in FusedGraphRecord.model_fields if name not in ("status", *from_export)}
+    return FusedGraphRecord(**facts, **from_export).model_dump()
