@@ -4,7 +4,10 @@ import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 
-from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
+from bench_pipeline.backends.onnx.stage import ExportConfig
+from bench_pipeline.backends.tensorrt.build import TensorRTBuildSpec
+from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.settings import CONFIG_LOADER_ARGS
 from conftest import FAST_TIMING, PROJECT_ROOT, copy_project, kedro
 
@@ -18,8 +21,12 @@ def test_the_gpu_environment_keeps_base_settings_it_does_not_repeat():
 
 
 def test_every_setting_is_listed_in_the_base_parameters():
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)
-    assert set(BenchmarkConfig.model_fields) <= set(loader["parameters"]["benchmark"])
+    parameters = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["parameters"]
+    models = {"benchmark": BenchmarkConfig, "export": ExportConfig, "dynamo_compile": DynamoStageConfig,
+              "tensorrt_build": TensorRTBuildSpec, "paths": PathsConfig}
+    for name, model in models.items():
+        assert set(model.model_fields) == set(parameters[name]), name
+        model.model_validate(parameters[name])
 
 
 def _repeated(delta: dict, base: dict, path: str = "") -> list[str]:
