@@ -106,3 +106,20 @@ def two_eager_ort_runs(tiny_bert_dir, tmp_path_factory) -> Path:
         result = kedro(project, "run", "--pipelines=benchmark", "--params", params)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_bert_dir, tmp_path_factory) -> dict:
+    """The tiny BERT exported to ONNX (the export and optimizer tests' input)."""
+    from bench_pipeline.backends.onnx.export import export_onnx
+
+    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("tiny-onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def minilm_export(tmp_path_factory) -> dict:
+    """all-MiniLM-L6-v2 exported to ONNX."""
+    from bench_pipeline.backends.onnx.export import export_onnx
+    from bench_pipeline.model.limits import default_model_dir
+
+    return export_onnx(default_model_dir(), tmp_path_factory.mktemp("minilm-onnx") / "model.onnx")
