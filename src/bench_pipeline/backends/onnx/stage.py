@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bench_pipeline.backends import users_of
 from bench_pipeline.backends.onnx.export import OnnxExportError, export_onnx
 from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.harness.records import FileRecord
 from bench_pipeline.harness.results import status_record
 from bench_pipeline.harness.status import Status
 from bench_pipeline.system.files import slug
@@ -37,18 +38,11 @@ class ExportConfig(BaseModel):
     optimize: bool = True
 
 
-class ExportRecord(BaseModel):
+class ExportRecord(FileRecord):
     """The plain export's stage record (``onnx_fp32``; ``export_artifacts["fp32"]``), typed: a missing or
     mistyped fact fails here, at the stage, not in a backend that reads it. ``model_dump()`` is the same
     dict (same keys, same order) the catalog has always held; a failure stays a ``status_record``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    status: Literal[Status.OK] = Status.OK
-    path: str
-    sha256: str
-    size_bytes: int
-    cached: bool
     exporter: str
     opset: int
     export_s: float

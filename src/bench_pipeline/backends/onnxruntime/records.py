@@ -5,21 +5,10 @@ graph the optimizer could not make stays a ``status_record``. Pydantic only: no 
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
-
-from bench_pipeline.harness.status import Status
+from bench_pipeline.harness.records import FileRecord
 
 
-class FusedGraphRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    status: Literal[Status.OK] = Status.OK
-    path: str
-    sha256: str
-    size_bytes: int
-    cached: bool
+class FusedGraphRecord(FileRecord):
     fusions: dict[str, int]  # fused operator -> count (zero fused is an answer: an empty dict)
     fusion_error: str | None  # the optimizer's fusions raised: the graph has ONNX Runtime's basic passes only
     optimize_s: float

@@ -6,11 +6,11 @@ catalog has always held (same keys, same order); a failed precision stays a ``st
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_serializer
 
-from bench_pipeline.harness.status import Status
+from bench_pipeline.harness.records import OkRecord
 
 
 class EngineRecord(BaseModel):
@@ -37,12 +37,9 @@ class EngineRecord(BaseModel):
     cache_hit: bool
 
 
-class TensorRTRecord(BaseModel):
+class TensorRTRecord(OkRecord):
     """Every engine one precision needs, their totals, and the export they were built from (``export_s``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    status: Literal[Status.OK] = Status.OK
     precision: str
     flavour: str
     version: str
