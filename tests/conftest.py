@@ -39,7 +39,7 @@ def save_tiny_encoder(target: Path, model_type: str, *, seed: int = 0, **overrid
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from bench_pipeline.model.source import default_model_dir
+    from bench_pipeline.model.limits import default_model_dir
 
     settings = dict(
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -106,3 +106,20 @@ def two_eager_ort_runs(tiny_bert_dir, tmp_path_factory) -> Path:
         result = kedro(project, "run", "--pipelines=benchmark", "--params", params)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return project
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_bert_dir, tmp_path_factory) -> dict:
+    """The tiny BERT exported to ONNX (the export and optimizer tests' input)."""
+    from bench_pipeline.backends.onnx.export import export_onnx
+
+    return export_onnx(tiny_bert_dir, tmp_path_factory.mktemp("tiny-onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def minilm_export(tmp_path_factory) -> dict:
+    """all-MiniLM-L6-v2 exported to ONNX."""
+    from bench_pipeline.backends.onnx.export import export_onnx
+    from bench_pipeline.model.limits import default_model_dir
+
+    return export_onnx(default_model_dir(), tmp_path_factory.mktemp("minilm-onnx") / "model.onnx")

@@ -1,6 +1,9 @@
 """Every bad input a user can type fails early with the value and what is allowed."""
 
+import ast
 import json
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -188,3 +191,36 @@ def test_a_cuda_device_on_a_machine_without_one_is_refused_early():
         pytest.skip("this machine has a CUDA device")
     message = error_of(device="cuda")
     assert "device 'cuda': this machine has 0 visible CUDA device(s)" in message and "'auto'" in message
+
+
+TORCH_FREE_CHECK = """
+import sys
+from bench_pipeline.config import BenchmarkConfig
+BenchmarkConfig(
+    model={"source": "preset", "name": "roberta-base"},
+    grid={"batch_sizes": [1], "sequence_lengths": [16, 128]},
+    precisions=["fp32", "fp16"],
+    backends={
+        "eager": {"variants": [{"name": "sdpa", "options": {"attn_implementation": "sdpa"}}]},
+        "onnxruntime": {"variants": [{"name": "cuda-graph", "options": {"provider": "cuda", "fused": True,
+                                                                        "cuda_graph": True}}]},
+        "tensorrt": {"variants": [{"name": "cuda-graph", "options": {"cuda_graph": True}}]},
+    },
+)
+BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [16]})  # the default model
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnxruntime", "tensorrt", "transformers")))
+print(sorted(m for m in sys.modules if m.startswith("bench_pipeline.")))
+"""
+
+
+def test_config_validates_without_torch_a_backend_library_or_a_backend_runtime():
+    """Validation runs before any node, in every `kedro run` and in tools that only read a config: it must
+    not pay for (or need) torch. Only dynamo's options, which are torch.compile's, and a CUDA device ask torch."""
+    out = subprocess.run([sys.executable, "-c", TORCH_FREE_CHECK], capture_output=True, text=True, check=True).stdout
+    libraries, project = (ast.literal_eval(line) for line in out.splitlines())
+    assert libraries == []
+    runtime_modules = [m for m in project if m.startswith(("bench_pipeline.model.source", "bench_pipeline.harness.",
+                                                           "bench_pipeline.system.", "bench_pipeline.pipelines"))
+                       or m.endswith((".runtime", ".stage", ".build", ".compile", ".export", ".base"))]
+    assert runtime_modules == []
+    assert "bench_pipeline.model.limits" in project  # the torch-free model facts it validates with

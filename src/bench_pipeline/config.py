@@ -13,8 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from bench_pipeline.backends import load_backend, runnable
+from bench_pipeline.backends import check_options, runnable
 from bench_pipeline.fanout.spec import ScaleSpec
+from bench_pipeline.generation import GENERATION_BACKENDS, check_generation_options
+from bench_pipeline.generation.model import GENERATION_PRESETS, check_generation_model
+from bench_pipeline.model.limits import PRESETS, check_sequence_lengths, position_limit
 
 #: fp32 is strict (TF32 off); tf32: FP32 weights, TF32 matmuls; int8: quantized (ONNX Runtime, torch dynamic
 #: quantization); fp8: torchao float8 on compute capability >= 8.9. Which backend runs which where: each backend's
@@ -63,7 +66,7 @@ class ModelSpec(_Strict):
     ``hub``: a Hugging Face hub id in ``name`` (normal hub cache, ``revision`` optional).
     ``local``: a directory with ``config.json`` in ``name``.
     ``preset``: an architecture config shipped with this project (``name`` from
-    ``models.PRESETS``), random weights: for timing-only runs of large models.
+    ``model.limits.PRESETS``), random weights: for timing-only runs of large models.
     """
 
     source: Literal["default", "hub", "local", "preset"] = "default"
@@ -73,9 +76,6 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_name(self) -> ModelSpec:
-        from bench_pipeline.generation.model import GENERATION_PRESETS
-        from bench_pipeline.model.source import PRESETS
-
         if self.source != "default" and not self.name:
             raise ValueError(f"model.name is required when model.source is {self.source!r}")
         if self.source == "local":
@@ -204,8 +204,6 @@ class GenerateSpec(_Strict):
     @field_validator("backends")
     @classmethod
     def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
-        from bench_pipeline.generation import GENERATION_BACKENDS, check_generation_options
-
         unknown = sorted(set(backends) - set(GENERATION_BACKENDS))
         if unknown:
             raise ValueError(f"unknown generation backend(s) {unknown}; allowed: {list(GENERATION_BACKENDS)}")
@@ -283,20 +281,18 @@ class BenchmarkConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown backend(s) {unknown}; allowed: {list(allowed)}")
         for name, spec in backends.items():
-            checker = _options_checker(name)
             for variant in spec.variants:
                 where = f"backends.{name}.variants[{variant.name}]"
                 try:
-                    checker(variant.options)
+                    check_options(name, variant.options)
+                except ImportError:
+                    pass  # its library is missing here: its cells say so
                 except ValueError as error:
                     raise ValueError(f"{where}.options: {error}") from None
         return backends
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
-        from bench_pipeline.generation.model import check_generation_model
-        from bench_pipeline.model.source import check_sequence_lengths, position_limit
-
         if self.scenario == "generate":
             check_generation_model(self.model, self.grid.sequence_lengths, self.generate.new_tokens)
             return self
@@ -344,12 +340,14 @@ class BenchmarkConfig(_Strict):
         return variant.precisions if variant.precisions is not None else self.precisions
 
 
-def _options_checker(backend: str):
-    """The backend's own option check; none where its library is missing (its cells say so)."""
-    try:
-        return load_backend(backend).check_options
-    except ImportError:
-        return lambda options: None
+class PathsConfig(_Strict):
+    """``params:paths``: where the journal, the backends' scratch folders and materialised presets live.
+    No defaults here: ``conf/base/parameters_paths.yml`` is their one source, as the catalog is for datasets."""
+
+    models_dir: Path
+    journal_dir: Path
+    work_dir: Path
+    fanout_dir: Path
 
 
 def _valid_precisions(precisions: list[str], where: str) -> list[str]:

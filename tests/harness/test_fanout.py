@@ -98,7 +98,8 @@ def fanned(setup, sim_backend, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'stray.db'}")
         patch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")
-        result = fan_out(plan(setup, config, tmp / "journal", without=()), config, store, project_dir=tmp)
+        result = fan_out(plan(setup, config, tmp / "journal", without=()), config, store, project_dir=tmp,
+                         fanout_dir=tmp / "fanout")
     return result, store, tmp
 
 
@@ -145,7 +146,7 @@ def test_units_see_the_sweeps_tracking_server_not_the_drivers_stray_store_or_run
     assert processes and all(p["MLFLOW_RUN_ID"] is None for p in processes), processes
     assert {p["MLFLOW_TRACKING_URI"].rsplit(":", 1)[0] for p in processes} == {"http://127.0.0.1"}, processes
     assert not (tmp / "stray.db").exists()
-    assert len(list((tmp / "data/07_model_output/fanout").glob("mlflow-*.log"))) == 1  # in its project, not the cwd
+    assert len(list((tmp / "fanout").glob("mlflow-*.log"))) == 1  # in its fanout_dir, not the cwd
 
 
 def test_every_unit_is_a_finished_child_run_of_one_parent_with_plain_tags(fanned):
@@ -210,7 +211,8 @@ def test_bad_scale_settings_fail_early_with_the_value(scale, message):
 def test_all_gpus_on_a_machine_without_one_fails_before_anything_starts(tmp_path):
     config = BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, scale={"gpus": "all"})
     with pytest.raises(ValueError, match="no visible CUDA device; use scale.gpus=N to simulate"):
-        fan_out([], config, f"sqlite:///{tmp_path / 'mlflow.db'}", visible_gpus=0, project_dir=tmp_path)
+        fan_out([], config, f"sqlite:///{tmp_path / 'mlflow.db'}", visible_gpus=0, project_dir=tmp_path,
+                fanout_dir=tmp_path / "fanout")
     assert not list(tmp_path.iterdir())  # no server, no log
 
 
@@ -273,8 +275,9 @@ def test_several_hosts_mode_uses_a_running_scheduler_and_an_http_mlflow_server(s
         with Client(address, timeout=120) as client:
             client.wait_for_workers(1, timeout=120)
         with pytest.raises(ValueError, match="workers on other hosts cannot reach a server on 127.0.0.1"):
-            fan_out(units, config, f"sqlite:///{tmp_path / 'other.db'}", project_dir=tmp_path)
-        result = fan_out(units, config, url, project_dir=tmp_path)
+            fan_out(units, config, f"sqlite:///{tmp_path / 'other.db'}", project_dir=tmp_path,
+                    fanout_dir=tmp_path / "fanout")
+        result = fan_out(units, config, url, project_dir=tmp_path, fanout_dir=tmp_path / "fanout")
         client = MlflowClient(tracking_uri=url)
         runs = client.search_runs([client.get_experiment_by_name("bench_pipeline").experiment_id])
     assert {extra(r)["gpu_id"] for r in result.rows} == {"3"}

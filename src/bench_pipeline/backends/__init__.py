@@ -8,7 +8,7 @@ validates backend names without torch. A runtime is imported only when a unit op
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench_pipeline.backends import dynamo, eager, onnx, onnxruntime, tensorrt
 from bench_pipeline.backends.descriptor import BackendDescriptor
@@ -33,6 +33,14 @@ def runnable() -> list[str]:
 def users_of(build_only: str) -> list[str]:
     """The runnable backends that declare they need ``build_only`` (e.g. the ONNX export)."""
     return [name for name in runnable() if build_only in REGISTRY[name].needs]
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """``name``'s own check of a variant's options (``ValueError`` naming the bad one); none declared, none run."""
+    target = REGISTRY[name].options
+    if target:
+        module_name, function_name = target.split(":")
+        getattr(import_module(module_name), function_name)(options)
 
 
 def load_backend(name: str) -> Backend:

@@ -12,12 +12,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from bench_pipeline.harness.status import Status
+
+if TYPE_CHECKING:
+    from bench_pipeline.config import BenchmarkConfig
 
 # How allocators say they ran out when they raise a generic error or only log (CUDA, CPU allocator, ORT
 # arena, C++'s std::bad_alloc, which ONNX Runtime passes on for a failed host allocation, and TensorRT's
@@ -79,6 +82,11 @@ class Cell:
     seq: int
 
 
+def grid_cells(config: BenchmarkConfig) -> list[Cell]:
+    """The run's cells, batch-major: the order the reference, the plans and the dynamo compile share."""
+    return [Cell(b, s) for b in config.grid.batch_sizes for s in config.grid.sequence_lengths]
+
+
 @dataclass
 class BackendContext:
     """What a backend may use: the resolved model, the device, and artifacts of earlier stages."""
@@ -134,9 +142,6 @@ class Session(ABC):
 
 class Backend(ABC):
     name: ClassVar[str]
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        """Raise ``ValueError`` naming a bad variant option; runs at config validation, before any node."""
 
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         """Raise ``CellFailure`` when this (variant, precision) cannot run here, from what is known

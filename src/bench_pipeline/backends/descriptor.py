@@ -34,6 +34,9 @@ class BackendDescriptor:
     #: precision; a precision not listed is an ``unsupported`` row before any worker starts, and the README's
     #: backend table says the same. Conditions of the hardware are checked by the backend (``precheck``).
     precisions: dict[str, str] = field(default_factory=dict)
+    #: "module:function" raising ``ValueError`` for a bad variant option; ``config.py`` calls it at validation,
+    #: so it should import neither torch nor the backend's library (dynamo's cannot: its options are torch's)
+    options: str | None = None
 
     def precision_missing(self, precision: str) -> str | None:
         """Why this backend has no path for ``precision`` at all, or None when it has one."""

@@ -33,7 +33,6 @@ from bench_pipeline.harness.sweep import BASELINE, Rounds, Unit, run_units
 
 log = logging.getLogger(__name__)
 
-FANOUT_DIR = Path("data/07_model_output/fanout")  # the sweep's shard timeline and the MLflow server's log
 
 
 @dataclasses.dataclass
@@ -82,12 +81,14 @@ def make_shards(units: list[Unit], per_shard: int, sweep_id: str) -> list[Shard]
 
 
 def fan_out(units: list[Unit], config: BenchmarkConfig, tracking_uri: str, parent_run_id: str | None = None,
-            visible_gpus: int = 0, experiment_name: str = "bench_pipeline", project_dir: Path | None = None) -> FanOut:
+            visible_gpus: int = 0, experiment_name: str = "bench_pipeline", project_dir: Path | None = None,
+            *, fanout_dir: Path) -> FanOut:
     """Measure ``units`` on the cluster ``config.scale`` names; rows in plan order, as ``run_units``.
 
     Everything a worker gets is said here, not inherited: the sweep's own tracking server
     (``tracking_uri`` is its store; no ``MLFLOW_*`` variable of this process reaches a shard) and
-    ``project_dir`` (default: the working directory), where shards run and the fan-out's files go."""
+    ``project_dir`` (default: the working directory), where shards run; ``fanout_dir`` (``params:paths``, relative
+    to ``project_dir``) takes the MLflow server's log."""
     if config.scale.scheduler is None:
         config.scale.local_gpu_workers(visible_gpus)  # before any server or cluster starts
     project = (project_dir or Path.cwd()).resolve()
@@ -98,7 +99,7 @@ def fan_out(units: list[Unit], config: BenchmarkConfig, tracking_uri: str, paren
     local = [u for u in units if id(u) not in in_shards and not (is_baseline(u) and shards and u.todo)]
     rows, raw = _index(*run_units(local, config)) if local else ({}, {})
     started = time.perf_counter()
-    server_log = project / FANOUT_DIR / f"mlflow-{sweep_id}.log"
+    server_log = project / fanout_dir / f"mlflow-{sweep_id}.log"
     with tracking_server(tracking_uri, config.scale.scheduler is not None, server_log) as url:
         tracking = start_sweep(url, sweep_id, experiment_name, parent_run_id)
         with connect(config.scale, visible_gpus, writer_env(url)) as client:
@@ -114,9 +115,10 @@ def fan_out(units: list[Unit], config: BenchmarkConfig, tracking_uri: str, paren
     return FanOut(sweep_id, ordered, raw, timeline)
 
 
-def fan_out_here(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[str, Any]], dict[str, Rounds]]:
+def fan_out_here(units: list[Unit], config: BenchmarkConfig,
+                 fanout_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Rounds]]:
     """``fan_out`` from inside a Kedro node: the active MLflow run (kedro-mlflow's) is the parent,
-    its tracking URI the store; the shard timeline is written beside the journal."""
+    its tracking URI the store; the shard timeline is written to ``fanout_dir`` (``params:paths``)."""
     import json
 
     import mlflow
@@ -124,9 +126,9 @@ def fan_out_here(units: list[Unit], config: BenchmarkConfig) -> tuple[list[dict[
 
     active = mlflow.active_run()
     result = fan_out(units, config, mlflow.get_tracking_uri(), active.info.run_id if active else None,
-                     visible_gpus=torch.cuda.device_count())
-    FANOUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = FANOUT_DIR / f"shards-{result.sweep_id}.json"
+                     visible_gpus=torch.cuda.device_count(), fanout_dir=fanout_dir)
+    fanout_dir.mkdir(parents=True, exist_ok=True)
+    path = fanout_dir / f"shards-{result.sweep_id}.json"
     path.write_text(json.dumps(result.shards, indent=1, default=str))
     log.info("fan-out: shard timeline (worker, GPU, host, start, end) in %s", path)
     return result.rows, result.raw

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from bench_pipeline.backends.base import BackendContext, Cell
-from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.generation import GENERATION_BACKENDS
-from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, key_context
+from bench_pipeline.harness.journal import Journal, key_context
 from bench_pipeline.harness.machine_load import effective_threads
 from bench_pipeline.harness.sweep import Unit, plan_units
 from bench_pipeline.system.device import configure_torch, resolve_device
-
-WORK_DIR = Path("data/02_intermediate/generate")
 
 
 @dataclass
@@ -30,7 +28,7 @@ def generation_cells(config: BenchmarkConfig) -> list[Cell]:
 
 
 def plan_generation(model_info: dict[str, Any], environment: dict[str, Any], reference: dict[str, Any],
-                    config: BenchmarkConfig) -> list[Unit]:
+                    config: BenchmarkConfig, paths: PathsConfig) -> list[Unit]:
     """Every enabled generation backend's units (variant x precision), journaled apart from the forward ones."""
     units: list[Unit] = []
     device = resolve_device(config.device)
@@ -38,10 +36,11 @@ def plan_generation(model_info: dict[str, Any], environment: dict[str, Any], ref
     for name, spec in config.enabled_backends().items():
         ctx = GenerationContext(
             model_dir=Path(model_info["path"]), model_info=model_info, device=device, threads=threads,
-            cells=generation_cells(config), workdir=WORK_DIR / name, new_tokens=config.generate.new_tokens,
+            cells=generation_cells(config), workdir=paths.work_dir / "generate" / name,
+            new_tokens=config.generate.new_tokens,
         )
         context = key_context(model_info, environment, config, {"scenario": "generate"})
-        journal = Journal(JOURNAL_DIR / f"generate_{name}.jsonl")
+        journal = Journal(paths.journal_dir / f"generate_{name}.jsonl")
         units += plan_units(name, spec, config, ctx, reference, journal, context, reuse=config.resume,
                             target=GENERATION_BACKENDS[name])
     return units

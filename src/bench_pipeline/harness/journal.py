@@ -9,7 +9,6 @@ the next append starts on a line of its own instead of being glued onto the frag
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -20,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from bench_pipeline.harness.status import Status
+from bench_pipeline.system.files import json_sha256
 
 log = logging.getLogger(__name__)
-
-JOURNAL_DIR = Path("data/07_model_output/journal")  # one file per backend, appended cell by cell
 
 # Statuses that are a result worth keeping. Errors, OOMs, timeouts and crashes are retried, and
 # so are skips: a library installed or fixed since may make the cell runnable. An ``unstable``
@@ -58,7 +56,7 @@ def cell_key(
 ) -> str:
     """A hash of everything a cell's result depends on: ``context`` holds the model, the run's
     settings (timing, tolerances, seed, threads), the environment fingerprint and artifact hashes."""
-    payload = json.dumps(
+    return json_sha256(
         {
             "context": context,
             "backend": backend,
@@ -68,10 +66,8 @@ def cell_key(
             "batch": batch,
             "seq": seq,
         },
-        sort_keys=True,
         default=str,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def key_context(

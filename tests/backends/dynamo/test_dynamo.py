@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from pydantic import ValidationError
 from torch._dynamo.backends.registry import register_backend
 from torch._dynamo.utils import counters
 
@@ -23,6 +24,7 @@ from bench_pipeline.backends.dynamo.compile import (
     validate_variant_options,
     warm_up_compiler,
 )
+from bench_pipeline.backends.dynamo.records import DynamoRecord
 from bench_pipeline.backends.dynamo.runtime import DynamoBackend
 from bench_pipeline.backends.dynamo.stage import record
 from bench_pipeline.model.source import load_model, make_inputs
@@ -213,7 +215,7 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     from kedro.runner import SequentialRunner
 
     from bench_pipeline.backends.dynamo.stage import DynamoStageConfig
-    from bench_pipeline.config import BenchmarkConfig
+    from bench_pipeline.config import BenchmarkConfig, PathsConfig
     from bench_pipeline.pipelines import benchmark, model
 
     config = BenchmarkConfig(
@@ -238,6 +240,8 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     catalog["params:benchmark"] = MemoryDataset(config)
     stage = DynamoStageConfig(cache_dir=str(tmp_path / "cache"), warm_up_compiler=False)
     catalog["params:dynamo_compile"] = MemoryDataset(stage)
+    catalog["params:paths"] = MemoryDataset(PathsConfig(
+        models_dir=tmp_path / "models", journal_dir=tmp_path / "journal", work_dir=tmp_path / "work"))
     catalog["results_dynamo"] = MemoryDataset()
     pipeline = model.create_pipeline() + benchmark.create_pipeline(["dynamo"])
     assert {"dynamo.compile_node", "dynamo.plan_node", "measure_node"} <= {n.name for n in pipeline.nodes}
@@ -272,3 +276,18 @@ def test_a_static_shape_dynamo_gives_up_on_is_fail_compile_not_a_silent_eager_ru
     assert cells["b1_s8"].status == "ok"
     assert cells["b2_s8"].status == "fail_compile"
     assert "would run it eagerly" in cells["b2_s8"].reason
+
+
+def test_a_dynamo_record_keeps_the_keys_it_was_made_with_and_refuses_a_mistyped_fact():
+    settings = {"backend": "inductor", "mode": None, "dynamic": False, "fullgraph": False, "options": {},
+                "cuda_graphs": False}
+    failed = DynamoRecord(status="unsupported", reason="FP16 on CPU", **settings)
+    assert failed.dump() == {"status": "unsupported", "reason": "FP16 on CPU", **settings}  # no costs: none measured
+    assert failed.facts() == settings
+    cell = {"status": "ok", "reason": None, "cold_s": 1.5, "warm_s": 0.5, "frames_compiled": 1}
+    made = DynamoRecord(status="ok", reason=None, cache_dir="c", **settings, compile={"b1_s16": cell}, recompiles=0)
+    assert DynamoRecord.model_validate(made.dump()).compile["b1_s16"].cold_s == 1.5  # what the runtime reads
+    with pytest.raises(ValidationError, match="recompiles"):
+        DynamoRecord(status="ok", reason=None, **settings, recompiles="many")
+    with pytest.raises(ValidationError, match="status"):
+        DynamoRecord(status="compiled", reason=None, **settings)

@@ -16,8 +16,10 @@ import torch
 
 from bench_pipeline.backends import load_backend
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
-from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, optimize_onnx_node
-from bench_pipeline.backends.onnxruntime.runtime import OnnxRuntimeBackend, OrtOptions, _EpModes, _providers
+from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node
+from bench_pipeline.backends.onnxruntime.options import OrtOptions
+from bench_pipeline.backends.onnxruntime.runtime import OnnxRuntimeBackend, _EpModes, _providers
+from bench_pipeline.backends.onnxruntime.stage import optimize_onnx_node
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.harness.sweep import run_backend
 from bench_pipeline.model.reference import compute_reference
@@ -221,12 +223,12 @@ def test_running_out_of_memory_while_creating_the_session_is_oom(tmp_path):
 ])
 def test_bad_options_fail_early_with_what_is_allowed(options, words):
     with pytest.raises(ValueError, match=words):
-        OrtOptions.parse(options, torch.device("cpu"))
+        OrtOptions.parse(options, "cpu")
 
 
 def test_default_provider_follows_the_device():
-    assert OrtOptions.parse({}, torch.device("cpu")).provider == "cpu"
-    assert OrtOptions.parse({}, torch.device("cuda", 0)).provider == "cuda"
+    assert OrtOptions.parse({}, "cpu").provider == "cpu"
+    assert OrtOptions.parse({}, "cuda").provider == "cuda"
 
 
 # --- GPU provider options (no GPU here: checked as data) ---------------------------------------
@@ -243,7 +245,7 @@ def test_cuda_provider_options_fake_gpu(tiny, tmp_path):
     ctx, _ = tiny
     gpu = BackendContext(ctx.model_dir, ctx.model_info, torch.device("cuda", 1), 4, [Cell(1, 128), Cell(32, 512)],
                          tmp_path, ctx.artifacts)
-    opts = OrtOptions.parse({"provider": "cuda", "cuda_graph": True, "fused": True}, gpu.device)
+    opts = OrtOptions.parse({"provider": "cuda", "cuda_graph": True, "fused": True}, gpu.device.type)
     (name, cuda), cpu = _providers(opts, gpu, _FakeStream(), STRICT, input_names=["input_ids"])
     assert (name, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert cuda == {"device_id": "1", "has_user_compute_stream": "1", "user_compute_stream": "140000000001234",
@@ -254,7 +256,7 @@ def test_tensorrt_provider_options_fake_gpu(tiny, tmp_path):
     ctx, _ = tiny
     gpu = BackendContext(ctx.model_dir, ctx.model_info, torch.device("cuda"), 4, [Cell(1, 128), Cell(32, 512)],
                          tmp_path, ctx.artifacts)
-    opts = OrtOptions.parse({"provider": "tensorrt", "cuda_graph": True}, gpu.device)
+    opts = OrtOptions.parse({"provider": "tensorrt", "cuda_graph": True}, gpu.device.type)
     names = ctx.artifacts["export"]["fp32"]["inputs"]
     fp16 = _EpModes(trt_fp16=True, trt_int8=False, tf32=False)
     (trt_name, trt), (cuda_name, cuda), _ = _providers(opts, gpu, _FakeStream(), fp16, input_names=names)
@@ -271,7 +273,7 @@ def test_tensorrt_provider_options_fake_gpu(tiny, tmp_path):
 def test_two_models_of_one_architecture_get_their_own_tensorrt_engine_cache_fake_gpu(tiny, tmp_path):
     """The TensorRT EP names cached engines after the graph, not the weights: one folder per model content."""
     ctx, _ = tiny
-    opts = OrtOptions.parse({"provider": "tensorrt"}, torch.device("cuda"))
+    opts = OrtOptions.parse({"provider": "tensorrt"}, "cuda")
     other_weights = {**ctx.model_info, "weights_sha256": "f" * 64}
     caches = []
     for info in (ctx.model_info, other_weights):

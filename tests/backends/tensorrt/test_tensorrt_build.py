@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.backends.onnx.export import export_onnx
@@ -35,6 +36,7 @@ from bench_pipeline.backends.tensorrt.build import (
     resolve_target,
     rtx_targets,
 )
+from bench_pipeline.backends.tensorrt.records import TensorRTRecord
 from bench_pipeline.backends.tensorrt.runtime import TensorRTBackend
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.system.files import file_sha256
@@ -476,3 +478,22 @@ def test_engine_outputs_match_torch_needs_supported_gpu(tiny_onnx, tiny_bert_dir
             session.prepare(inputs, Cell(8, 32))
     finally:
         session.close()
+
+
+def test_a_tensorrt_record_with_a_missing_or_mistyped_fact_fails_at_the_stage():
+    engine = {"path": "e.plan", "sha256": "ab", "engine_bytes": 10, "build_s": 1.0, "key": "k", "onnx_path": "m.onnx",
+              "onnx_sha256": "cd", "options": {"profile": {"min": [1, 1], "opt": [1, 1], "max": [1, 1]}},
+              "flavour": RTX, "version": "1.2", "target_cc": "8.9", "device_name": None,
+              "flavour_label": "TensorRT-RTX", "timing_cache": None, "timing_cache_hit": None,
+              "built_at": "2026-12-02T00:00:00+00:00", "cache_hit": False}
+    facts = {"precision": "fp32", "flavour": RTX, "version": "1.2", "target_cc": "8.9", "device_name": None,
+             "shapes": "dynamic", "note": None, "build_s": 1.0, "engine_bytes": 10, "cache_hit": False,
+             "engines": [engine], "export_s": EXPORT_S}
+    record = TensorRTRecord(**facts)
+    assert record.model_dump() == {"status": "ok", **facts}  # the catalog's dict; FP32 has no fp16_conversion key
+    assert list(record.model_dump()) == ["status", *facts]
+    assert record.engines[0].target_cc == "8.9" and record.conversion_s == 0.0
+    with pytest.raises(ValidationError, match="engines.0.sha256"):
+        TensorRTRecord(**facts | {"engines": [{k: v for k, v in engine.items() if k != "sha256"}]})
+    with pytest.raises(ValidationError, match="build_s"):
+        TensorRTRecord(**facts | {"build_s": "slow"})

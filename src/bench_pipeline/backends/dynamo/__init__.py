@@ -9,7 +9,7 @@ BACKEND = BackendDescriptor(
     build=(
         BuildStep(
             "bench_pipeline.backends.dynamo.stage:compile_node",
-            ("model_info", "environment", "params:benchmark", "params:dynamo_compile"),
+            ("model_info", "environment", "params:benchmark", "params:dynamo_compile", "params:paths"),
             "dynamo_artifacts",
             "compile_node",
         ),
@@ -22,4 +22,5 @@ BACKEND = BackendDescriptor(
         "bf16": "CUDA; CPU with AVX512-BF16 or AMX",
         "fp8": "CUDA, compute capability >= 8.9: torchao float8 (dynamic activation + weight, rowwise), compiled",
     },
+    options="bench_pipeline.backends.dynamo.compile:validate_variant_options",
 )

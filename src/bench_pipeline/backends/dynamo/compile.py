@@ -25,7 +25,6 @@ import importlib
 import inspect
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -40,6 +39,7 @@ import torch
 
 from bench_pipeline.backends.base import is_out_of_memory
 from bench_pipeline.harness.status import Status
+from bench_pipeline.system.files import slug
 
 OPTION_KEYS = ("backend", "mode", "dynamic", "fullgraph", "options", "attn_implementation")
 ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa")
@@ -448,4 +448,4 @@ def compiler_caches_in(directory: Path) -> Iterator[None]:
 
 
 def cache_dir_for(root: Path, variant: str, precision: str) -> Path:
-    return root / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{variant}-{precision}")
+    return root / slug(f"{variant}-{precision}", keep="_.-")

@@ -20,49 +20,40 @@ from bench_pipeline.backends.dynamo.compile import (
     CompileSpec,
     compile_module,
     compiler_caches_in,
-    validate_variant_options,
 )
+from bench_pipeline.backends.dynamo.records import CellCompileRecord, DynamoRecord
 from bench_pipeline.backends.eager.runtime import TorchRunner, check_precision, module_bytes, open_torch_model
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.status import Status
 
 STAGE = "dynamo"
-#: what the stage recorded about a variant that goes to each row's ``extra``
-FACTS = (
-    "backend", "mode", "dynamic", "fullgraph", "options", "cuda_graphs",
-    "attn_implementation", "recompile_reasons", "break_reasons",
-)
 
 
 def artifact_key(variant: str, precision: str) -> str:
     return f"{variant}/{precision}"
 
 
-def facts(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: entry[key] for key in FACTS if key in entry}
-
-
 class DynamoSession(Session):
-    def __init__(self, entry: dict[str, Any], module: Any, device: torch.device, load_s: float):
-        self.entry = entry
+    def __init__(self, record: DynamoRecord, module: Any, device: torch.device, load_s: float):
+        self.record = record
         self.module = module
         self.device = device
-        self.cache_dir = Path(entry["cache_dir"])
+        self.cache_dir = Path(record.cache_dir)
         self.resident_bytes = module_bytes(module._orig_mod if hasattr(module, "_orig_mod") else module)
         self.setup_s = load_s
         # the same for every cell of the variant: how the grid as a whole compiled in the stage
-        self.costs = {"recompiles": entry.get("recompiles"), "graph_breaks": entry.get("graph_breaks")}
-        self.extra = facts(entry)
+        self.costs = {"recompiles": record.recompiles, "graph_breaks": record.graph_breaks}
+        self.extra = record.facts()
 
     def cell_costs(self, cell: Cell) -> dict[str, float | None]:
         """This cell's first-call compile time, cold and on a warm cache (None: it did not compile)."""
         compiled = self._compiled(cell)
-        return {"compile_s": compiled.get("cold_s"), "compile_warm_s": compiled.get("warm_s")}
+        return {"compile_s": compiled.cold_s, "compile_warm_s": compiled.warm_s}
 
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
         compiled = self._compiled(cell)
-        if compiled.get("status") != Status.OK:
-            raise CellFailure(compiled["status"], compiled["reason"])
+        if compiled.status != Status.OK:
+            raise CellFailure(compiled.status, compiled.reason)
         runner = TorchRunner(self.module, {k: v.to(self.device) for k, v in inputs.items()})
         with compiler_caches_in(self.cache_dir):
             runner.run()  # this shape compiles here, from the stage's cache, before any timed call
@@ -73,33 +64,31 @@ class DynamoSession(Session):
     def close(self) -> None:
         self.module = None
 
-    def _compiled(self, cell: Cell) -> dict[str, Any]:
-        return self.entry["compile"].get(cell_name(cell.batch, cell.seq)) or {
-            "status": Status.ERROR,
-            "reason": f"the dynamo stage did not compile cell {cell_name(cell.batch, cell.seq)}",
-        }
+    def _compiled(self, cell: Cell) -> CellCompileRecord:
+        name = cell_name(cell.batch, cell.seq)
+        return self.record.compile.get(name) or CellCompileRecord(
+            status=Status.ERROR, reason=f"the dynamo stage did not compile cell {name}",
+            cold_s=None, warm_s=None, frames_compiled=0,
+        )
 
 
 class DynamoBackend(Backend):
     name = "dynamo"
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        validate_variant_options(options)
-
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         self._entry(ctx, variant, precision)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
-        entry = self._entry(ctx, variant, precision)
+        record = self._entry(ctx, variant, precision)
         model, load_s, quantized = open_torch_model(ctx, precision, options)
         module = compile_module(model, CompileSpec.from_options(options), len(ctx.cells))
-        session = DynamoSession(entry, module, ctx.device, load_s)
+        session = DynamoSession(record, module, ctx.device, load_s)
         if quantized:
             session.costs["quantize_s"] = quantized["quantize_s"]
             session.extra["quantization"] = quantized["quantization"]
         return session
 
-    def _entry(self, ctx: BackendContext, variant: str, precision: str) -> dict[str, Any]:
+    def _entry(self, ctx: BackendContext, variant: str, precision: str) -> DynamoRecord:
         """The stage's record for (variant, precision), or why this unit cannot run."""
         check_precision(ctx, precision)
         entries = ctx.artifacts.get(STAGE) or {}
@@ -110,6 +99,7 @@ class DynamoBackend(Backend):
                 f"no dynamo stage record for {artifact_key(variant, precision)} (has: {sorted(entries)}): "
                 "run the dynamo stage before its benchmark (`kedro run`)",
             )
-        if entry["status"] != Status.OK:
-            raise CellFailure(entry["status"], entry["reason"], extra=facts(entry))
-        return entry
+        record = DynamoRecord.model_validate(entry)
+        if record.status != Status.OK:
+            raise CellFailure(record.status, record.reason, extra=record.facts())
+        return record

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from bench_pipeline.backends.base import Cell, CellFailure, is_out_of_memory
+from bench_pipeline.backends.base import Cell, CellFailure, grid_cells, is_out_of_memory
 from bench_pipeline.backends.dynamo import BACKEND
 from bench_pipeline.backends.dynamo.compile import (
     CompiledVariant,
@@ -25,14 +25,14 @@ from bench_pipeline.backends.dynamo.compile import (
     unavailable,
     warm_up_compiler,
 )
+from bench_pipeline.backends.dynamo.records import DynamoRecord
 from bench_pipeline.backends.dynamo.runtime import artifact_key
 from bench_pipeline.backends.eager.precision import matmul_precision, quantize
-from bench_pipeline.config import BenchmarkConfig, VariantSpec
-from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, cell_key, key_context
+from bench_pipeline.config import BenchmarkConfig, PathsConfig, VariantSpec
+from bench_pipeline.harness.journal import Journal, cell_key, key_context
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import load_model, make_inputs, precision_unsupported
-from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.system.device import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def compile_node(
     environment: dict[str, Any],
     benchmark: BenchmarkConfig,
     dynamo_compile: DynamoStageConfig,
+    paths: PathsConfig,
 ) -> dict[str, dict[str, Any]]:
     """``{"variant/precision": record}`` for every enabled dynamo variant x precision.
 
@@ -79,7 +80,7 @@ def compile_node(
             log.warning("dynamo: compiler warm-up failed, variants will say why: %s: %s", type(error).__name__, error)
     cells = grid_cells(benchmark)
     context = key_context(model_info, environment, benchmark)
-    done = Journal(JOURNAL_DIR / "dynamo.jsonl").reusable_keys() if benchmark.resume else set()
+    done = Journal(paths.journal_dir / "dynamo.jsonl").reusable_keys() if benchmark.resume else set()
     host_inputs = {_name(c): make_inputs(model_info["path"], c.batch, c.seq, benchmark.seed) for c in cells}
     artifacts = {}
     for variant, compile_spec, precision in plan:
@@ -120,8 +121,8 @@ def _compile_one(model_info, variant, compile_spec, precision, device, host_inpu
         return failed(compile_spec, device, *reason)
     cache_dir = cache_dir_for(Path(stage.cache_dir), variant.name, precision)
     if not host_inputs:
-        return {"status": Status.OK, "reason": None, "compile": {}, "cache_dir": str(cache_dir),
-                **compile_spec.describe(device)}
+        return DynamoRecord(status=Status.OK, reason=None, compile={}, cache_dir=str(cache_dir),
+                            **compile_spec.describe(device)).dump()
     attention = variant.options.get("attn_implementation")
     try:
         started = time.perf_counter()
@@ -149,23 +150,24 @@ def record(
     compiled: CompiledVariant, device: torch.device, load_s: float, attention: str | None, cache_dir: Path
 ) -> dict[str, Any]:
     """The stage's record for one variant x precision: its costs and the cache its workers compile from."""
-    return {
-        "status": compiled.status,
-        "reason": compiled.reason,
-        "cache_dir": str(cache_dir),
+    return DynamoRecord(
+        status=compiled.status,
+        reason=compiled.reason,
+        cache_dir=str(cache_dir),
         **compiled.spec.describe(device),
-        "attn_implementation": attention,
-        "load_s": load_s,
-        "compile": {name: cell.as_dict() for name, cell in compiled.cells.items()},
-        "recompiles": compiled.recompiles,
-        "recompile_reasons": compiled.recompile_reasons,
-        "graph_breaks": compiled.graph_breaks,
-        "break_reasons": compiled.break_reasons,
-    }
+        attn_implementation=attention,
+        load_s=load_s,
+        compile={name: cell.as_dict() for name, cell in compiled.cells.items()},
+        recompiles=compiled.recompiles,
+        recompile_reasons=compiled.recompile_reasons,
+        graph_breaks=compiled.graph_breaks,
+        break_reasons=compiled.break_reasons,
+    ).dump()
 
 
 def failed(compile_spec: CompileSpec, device: torch.device, status: str, reason: str) -> dict[str, Any]:
-    return {"status": status, "reason": reason, **compile_spec.describe(device)}
+    """A variant x precision that cannot compile here: its status and reason, with the settings it asked for."""
+    return DynamoRecord(status=status, reason=reason, **compile_spec.describe(device)).dump()
 
 
 def _name(cell: Cell) -> str:

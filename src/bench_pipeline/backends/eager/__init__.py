@@ -12,4 +12,5 @@ BACKEND = BackendDescriptor(
         "bf16": "CUDA; CPU with AVX512-BF16 or AMX",
         "int8": "CPU: torch dynamic quantization of nn.Linear (INT8 weights, activations quantized per call)",
     },
+    options="bench_pipeline.backends.eager.options:check_options",
 )

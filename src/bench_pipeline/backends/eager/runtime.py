@@ -87,11 +87,6 @@ def open_torch_model(
 class EagerBackend(Backend):
     name = "eager"
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - {"attn_implementation"})
-        if unknown:
-            raise ValueError(f"unknown eager option(s) {unknown}; allowed: ['attn_implementation']")
-
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         check_precision(ctx, precision)
         if precision == "int8" and ctx.device.type != "cpu":

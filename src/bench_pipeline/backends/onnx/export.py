@@ -1,8 +1,10 @@
-"""A Hugging Face encoder to ONNX, and ONNX to ONNX Runtime's fused transformer graph.
+"""A Hugging Face encoder to ONNX, and the content-hashed cache every ONNX artifact shares (ONNX Runtime's
+fused graphs, TensorRT's FP16 copy: ``cached_artifact``).
 
-Kedro-free on purpose: the export stage, the TensorRT builder and tests call these directly.
+Kedro-free on purpose: the export stage, ONNX Runtime's optimizer, the TensorRT builder and tests call these
+directly.
 
-Both steps are content-addressed: the file written at ``out_path`` gets a sidecar manifest
+Every artifact is content-addressed: the file written at ``out_path`` gets a sidecar manifest
 (``<out_path>.manifest.json``) holding the cache key (model content, exporter, opset, options,
 library versions) and the sha256 of every file that belongs to the artifact. A rerun with the
 same key reuses the files only after re-hashing them, so a truncated or corrupt file in the
@@ -12,7 +14,6 @@ cache is detected, deleted and rebuilt, never trusted.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import inspect
 import json
 import logging
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from bench_pipeline.model.source import load_model, weights_digest
-from bench_pipeline.system.files import file_sha256
+from bench_pipeline.system.files import file_sha256, json_sha256, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +41,11 @@ OUTPUT_NAMES = ("last_hidden_state", "pooler_output")
 # Bump when the export or optimization recipe changes, so old cache entries stop matching.
 RECIPE_VERSION = 2
 # Protobuf cannot hold more than 2 GiB: beyond this the weights go to an external data file.
-_PROTOBUF_LIMIT = 2**31 - 1
+PROTOBUF_LIMIT = 2**31 - 1
 # Largest relative difference (max abs diff / max abs reference) accepted between the ONNX file
 # run by ONNX Runtime and PyTorch, both FP32 on CPU: catches shapes or branches baked in by tracing.
 _VALIDATION_RTOL = 1e-3
-_MAX_MESSAGE = 1500  # characters of an exporter's message kept in errors (and result rows)
+MAX_MESSAGE = 1500  # characters of an exporter's message kept in errors (and result rows)
 
 
 class OnnxExportError(RuntimeError):
@@ -142,7 +143,7 @@ def _export_and_store(
 def export_key(model_dir: str | Path, *, exporter: str, opset: int, attn_implementation: str) -> str:
     """The cache key of an export: what the model is (the fingerprint ``model_info`` carries as
     ``weights_sha256``) and how it is exported, not where it lives."""
-    return _digest(
+    return json_sha256(
         {
             "step": "export",
             "recipe": RECIPE_VERSION,
@@ -256,7 +257,7 @@ def _export(
                     dynamic_shapes={name: {0: batch, 1: seq} for name in input_names},
                     opset_version=opset,
                     dynamo=True,
-                    external_data=weights > _PROTOBUF_LIMIT // 2,
+                    external_data=weights > PROTOBUF_LIMIT // 2,
                 )
         except Exception as error:  # every exporter failure becomes one clear error for fail_export
             raise OnnxExportError(f"{exporter} export failed: {_exporter_message(error)}") from error
@@ -270,7 +271,7 @@ def _exporter_message(error: Exception) -> str:
     if "## Exception summary" in text:
         text = text.split("## Exception summary", 1)[1]
     text = " ".join(text.split())
-    return f"{type(error).__name__}: {text[:_MAX_MESSAGE]}"
+    return f"{type(error).__name__}: {text[:MAX_MESSAGE]}"
 
 
 def _consolidate_external_data(path: Path) -> None:
@@ -327,116 +328,6 @@ def _validate(path: Path, wrapper: _KeywordWrapper, input_names: list[str], outp
             )
         worst = max(worst, rel)
     return worst
-
-
-# ---------------------------------------------------------------------------------------------
-# optimize
-
-
-def optimizer_model_type(hf_model_type: str) -> str:
-    """The ``onnxruntime.transformers.optimizer`` model type for a Hugging Face ``model_type``:
-    its own where the optimizer has one, else ``bert``, the generic encoder path.
-
-    The ``bert`` fusions match subgraphs, not model names: on DeBERTa-v2 they fuse the
-    LayerNorms and Gelus but not the disentangled attention, on ALBERT the attention too. What
-    did not match stays as it was, and the fusion counts say how much was fused (zero is an answer).
-    """
-    from onnxruntime.transformers.optimizer import MODEL_TYPES
-
-    return hf_model_type if hf_model_type in MODEL_TYPES else "bert"
-
-
-def optimize_onnx(
-    in_path: str | Path,
-    out_path: str | Path,
-    *,
-    model_type: str,
-    num_heads: int,
-    hidden_size: int,
-    float16: bool,
-    use_gpu: bool,
-) -> dict[str, Any]:
-    """ONNX Runtime's transformer optimizer (fused Attention, SkipLayerNormalization, BiasGelu,
-    EmbedLayerNormalization…), then FP16 conversion with FP32 inputs/outputs when ``float16``.
-    Where the optimizer's Python fusions raise on a graph they were not written for, the file
-    gets ONNX Runtime's own basic optimizations only (constant folding, the shape arithmetic
-    folded away) and the error is kept as ``fusion_error``: an unfused graph is still a graph.
-
-    ``model_type`` is an optimizer type (see ``optimizer_model_type``). ``use_gpu`` runs the
-    optimizer's ONNX Runtime pre-pass (basic level: constant folding, cast removal) on the CUDA EP.
-    Where no CUDA EP is installed, ORT's optimizer would log an error and skip the pre-pass, so it
-    runs on the CPU EP instead: that level is EP-agnostic, and the fusions (done in Python
-    afterwards) come out the same — the file built on a GPU machine may only differ by copy nodes.
-    Returns ``path, sha256, size_bytes, fusions, fusion_error, optimize_s, float16, use_gpu, cached, key``.
-    """
-    import onnxruntime
-    from onnxruntime.transformers import optimizer
-
-    if model_type not in optimizer.MODEL_TYPES:
-        raise ValueError(f"unknown optimizer model_type {model_type!r}; allowed: {sorted(optimizer.MODEL_TYPES)}")
-    in_path, out_path = Path(in_path), Path(out_path)
-    if not in_path.is_file():
-        raise ValueError(f"in_path {str(in_path)!r}: no such ONNX file")
-    options = {"model_type": model_type, "num_heads": num_heads, "hidden_size": hidden_size}
-    options |= {"float16": float16, "use_gpu": use_gpu}
-    source_sha256 = artifact_sha256(in_path)
-    prepass_on_gpu = use_gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    key = _digest(
-        {
-            "step": "optimize",
-            "recipe": RECIPE_VERSION,
-            "input": source_sha256,
-            "options": options,
-            "prepass_on_gpu": prepass_on_gpu,
-            "versions": library_versions(),
-        }
-    )
-    return _cached_or_built(
-        out_path, key, lambda: _optimize_and_store(in_path, out_path, key, options, prepass_on_gpu, source_sha256)
-    )
-
-
-def _optimize_and_store(
-    in_path: Path, out_path: Path, key: str, options: dict[str, Any], prepass_on_gpu: bool, source_sha256: str
-) -> dict[str, Any]:
-    source_bytes = sum(p.stat().st_size for p in (in_path, in_path.with_name(in_path.name + ".data")) if p.is_file())
-    expected_bytes = source_bytes // 2 if options["float16"] else source_bytes
-    facts: dict[str, Any] = {}
-
-    def build(tmp_path: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model, facts["fusion_error"] = _fused_model(in_path, options, prepass_on_gpu)
-            facts["fusions"] = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
-            if options["float16"]:
-                # FP32 graph inputs/outputs: the caller binds the same buffers for every precision
-                model.convert_float_to_float16(keep_io_types=True)
-            model.save_model_to_file(str(tmp_path), use_external_data_format=expected_bytes > _PROTOBUF_LIMIT * 0.9)
-
-    info = _build(out_path, key, build)
-    info["optimize_s"] = info.pop("build_s")
-    info.update(options, **facts, prepass_on_gpu=prepass_on_gpu, source_sha256=source_sha256)
-    return _store(out_path, key, info)
-
-
-def _fused_model(in_path: Path, options: dict[str, Any], prepass_on_gpu: bool) -> tuple[Any, str | None]:
-    """The optimizer's model (ONNX Runtime's pre-pass, then the Python fusions), or, where the
-    fusions raise, the pre-pass alone (``only_onnxruntime``) and the fusions' error."""
-    from onnxruntime.transformers import optimizer
-
-    arguments = {
-        "model_type": options["model_type"],
-        "num_heads": options["num_heads"],
-        "hidden_size": options["hidden_size"],
-        "use_gpu": prepass_on_gpu,
-    }
-    try:
-        return optimizer.optimize_model(str(in_path), **arguments), None
-    except Exception as error:  # noqa: BLE001 - any fusion bug: fall back to the graph without them
-        message = f"{type(error).__name__}: {error}"[:_MAX_MESSAGE]
-        logger.warning("ONNX Runtime's %s fusions failed on %s (%s): unfused graph",
-                       options["model_type"], in_path, message)
-        return optimizer.optimize_model(str(in_path), **arguments, opt_level=1, only_onnxruntime=True), message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,9 +421,7 @@ def _build(out_path: Path, key: str, write: Callable[[Path], None]) -> dict[str,
 def _store(out_path: Path, key: str, info: dict[str, Any]) -> dict[str, Any]:
     info = {**info, "cached": False, "versions": library_versions()}
     manifest = {"key": key, "files": info["files"], "info": {k: v for k, v in info.items() if k != "cached"}}
-    tmp_manifest = manifest_path(out_path).with_suffix(".tmp")
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp_manifest.replace(manifest_path(out_path))
+    write_atomic(manifest_path(out_path), json.dumps(manifest, indent=2, sort_keys=True).encode())
     return info
 
 
@@ -547,8 +436,4 @@ def artifact_sha256(path: Path) -> str:
     data = path.with_name(path.name + ".data")
     if not data.is_file():
         return file_sha256(path)
-    return _digest({path.name: file_sha256(path), data.name: file_sha256(data)})
-
-
-def _digest(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_sha256({path.name: file_sha256(path), data.name: file_sha256(data)})

@@ -1,4 +1,5 @@
-"""ONNX Runtime: its optimizer's fused graphs built from the shared ONNX export, and sessions over them."""
+"""ONNX Runtime: its optimizer's fused graphs built from the shared ONNX export (optimize.py, stage.py), and
+sessions over them (runtime.py; artifacts.py says which graph a variant opens)."""
 
 from bench_pipeline.backends.descriptor import BackendDescriptor, BuildStep
 
@@ -7,7 +8,7 @@ BACKEND = BackendDescriptor(
     runtime="bench_pipeline.backends.onnxruntime.runtime:OnnxRuntimeBackend",
     build=(
         BuildStep(
-            "bench_pipeline.backends.onnx.stage:optimize_onnx_node",
+            "bench_pipeline.backends.onnxruntime.stage:optimize_onnx_node",
             ("onnx_fp32", "model_info", "params:benchmark", "params:export"),
             "export_artifacts",
             "optimize_onnx_node",
@@ -21,4 +22,5 @@ BACKEND = BackendDescriptor(
         "fp16": "CUDA EP (fused FP16 graph), TensorRT EP (FP16 mode)",
         "int8": "CPU EP (dynamic or static QDQ), CUDA EP and TensorRT EP (static QDQ, calibrated on the text sample)",
     },
+    options="bench_pipeline.backends.onnxruntime.options:check_options",
 )

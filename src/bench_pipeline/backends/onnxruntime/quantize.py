@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_pipeline.backends.onnx.export import _digest, artifact_sha256, cached_artifact, library_versions
+from bench_pipeline.backends.onnx.export import artifact_sha256, cached_artifact, library_versions
 from bench_pipeline.backends.onnxruntime.artifacts import (
     INT8_KEYS,
     default_provider,
@@ -36,6 +36,7 @@ from bench_pipeline.harness.results import status_record
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import make_inputs
 from bench_pipeline.system.device import resolve_device
+from bench_pipeline.system.files import json_sha256
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,9 @@ def quantize_onnx(fp32_path: str | Path, method: str, model_dir: str | Path, ben
     """The INT8 graph beside the export (cached by its content key); ``method`` is ``dynamic`` or ``static``."""
     fp32_path = Path(fp32_path)
     calibration = calibration_spec(benchmark) if method == "static" else None
-    key = _digest({"step": "quantize", "recipe": RECIPE_VERSION, "method": method, "input": artifact_sha256(fp32_path),
-                   "calibration": calibration, "op_types": OP_TYPES, "versions": library_versions()})
+    key = json_sha256({"step": "quantize", "recipe": RECIPE_VERSION, "method": method,
+                       "input": artifact_sha256(fp32_path), "calibration": calibration, "op_types": OP_TYPES,
+                       "versions": library_versions()})
     out = fp32_path.with_name(f"model.int8.{method}.onnx")
 
     def write(tmp_path: Path) -> dict[str, Any]:

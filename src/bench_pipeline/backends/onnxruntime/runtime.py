@@ -44,16 +44,13 @@ from bench_pipeline.backends.base import (
 )
 from bench_pipeline.backends.onnxruntime.artifacts import (
     EXECUTION_PROVIDERS,
-    QUANTIZATIONS,
-    default_provider,
     ort_artifact_key,
     provider_unavailable,
 )
+from bench_pipeline.backends.onnxruntime.options import OrtOptions
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import precision_unsupported
 
-_OPTION_NAMES = ("provider", "io_binding", "cuda_graph", "fused", "quantization")
-_FLAGS = ("io_binding", "cuda_graph", "fused")
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _ONNX_TO_TORCH = {
     "tensor(int64)": torch.int64,
@@ -70,58 +67,11 @@ TF32_ONLY_CUDA_EP = {
 _TORCH_TO_NUMPY = {torch.int64: np.int64, torch.int32: np.int32, torch.float32: np.float32, torch.float16: np.float16}
 
 
-@dataclass(frozen=True)
-class OrtOptions:
-    provider: str
-    io_binding: bool = True
-    cuda_graph: bool = False
-    fused: bool = False
-    quantization: str | None = None  # INT8's method; None: the provider's default
-
-    @classmethod
-    def parse(cls, options: dict[str, Any], device: torch.device) -> OrtOptions:
-        if "tf32" in options:
-            raise ValueError("onnxruntime option tf32 is gone: fp32 is strict FP32; list precision tf32 for TF32")
-        unknown = sorted(set(options) - set(_OPTION_NAMES))
-        if unknown:
-            raise ValueError(f"unknown onnxruntime option(s) {unknown}; allowed: {list(_OPTION_NAMES)}")
-        provider = options.get("provider", default_provider(device.type))
-        if provider not in EXECUTION_PROVIDERS:
-            raise ValueError(f"unknown onnxruntime provider {provider!r}; allowed: {list(EXECUTION_PROVIDERS)}")
-        for flag in _FLAGS:
-            if flag in options and not isinstance(options[flag], bool):
-                raise ValueError(f"onnxruntime option {flag} must be true or false, got {options[flag]!r}")
-        quantization = options.get("quantization")
-        if quantization is not None and quantization not in QUANTIZATIONS:
-            raise ValueError(f"unknown onnxruntime quantization {quantization!r}; allowed: {list(QUANTIZATIONS)}")
-        if quantization == "dynamic" and provider != "cpu":
-            raise ValueError(f"onnxruntime quantization 'dynamic' runs on provider 'cpu' only (got {provider!r}): "
-                             "the CUDA EP has no dynamic-quantization kernels and TensorRT takes QDQ graphs")
-        parsed = cls(provider=provider, quantization=quantization,
-                     **{k: options[k] for k in _FLAGS if k in options})
-        if parsed.fused and provider == "tensorrt":
-            raise ValueError("onnxruntime option fused does not apply to provider 'tensorrt': TensorRT cannot "
-                             "build ONNX Runtime's fused ops and runs the plain export")
-        if parsed.cuda_graph and (provider == "cpu" or not parsed.io_binding):
-            raise ValueError(
-                "onnxruntime option cuda_graph needs provider 'cuda' or 'tensorrt' and io_binding true "
-                f"(got provider {provider!r}, io_binding {parsed.io_binding})"
-            )
-        return parsed
-
-    @property
-    def on_gpu(self) -> bool:
-        return self.provider != "cpu"
-
-
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        OrtOptions.parse(options, torch.device("cpu"))
-
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
-        self._artifact(ctx, precision, OrtOptions.parse(options, ctx.device))
+        self._artifact(ctx, precision, OrtOptions.parse(options, ctx.device.type))
 
     def _artifact(self, ctx: BackendContext, precision: str, opts: OrtOptions) -> dict[str, Any]:
         """The export stage's artifact this variant runs, or why it cannot run here."""
@@ -140,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
         return _artifact(ctx.artifacts.get("export"), key)
 
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
-        opts = OrtOptions.parse(options, ctx.device)
+        opts = OrtOptions.parse(options, ctx.device.type)
         artifact = self._artifact(ctx, precision, opts)
         trt_fp16 = opts.provider == "tensorrt" and precision == "fp16"
         trt_int8 = opts.provider == "tensorrt" and precision == "int8"

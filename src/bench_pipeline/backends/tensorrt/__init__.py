@@ -21,4 +21,5 @@ BACKEND = BackendDescriptor(
         "fp16": "as fp32, from an FP16 copy of the export",
         "int8": "as fp32, from the static QDQ graph (explicit quantization, ONNX Runtime's calibration)",
     },
+    options="bench_pipeline.backends.tensorrt.options:check_options",
 )

@@ -22,7 +22,6 @@ import hashlib
 import importlib
 import json
 import logging
-import os
 import re
 import statistics
 import time
@@ -37,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationInfo, field_v
 from bench_pipeline.backends.base import CellFailure, mentions_out_of_memory
 from bench_pipeline.backends.onnx.export import artifact_sha256, cached_artifact, library_versions
 from bench_pipeline.harness.status import Status
-from bench_pipeline.system.files import file_sha256
+from bench_pipeline.system.files import file_sha256, json_sha256, slug, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +248,7 @@ def float16_onnx(fp32_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
     fp32_path, out_dir = Path(fp32_path), Path(out_dir)
     source_sha256 = artifact_sha256(fp32_path)
     key_material = {"step": "float16", "recipe": FLOAT16_RECIPE, "input": source_sha256, "versions": library_versions()}
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()
+    key = json_sha256(key_material)
     # the source digest in the name: one folder serves every model's FP16 copies
     out = out_dir / f"{fp32_path.stem}.fp16-{source_sha256[:20]}.onnx"
 
@@ -302,7 +301,7 @@ def build_engine(
         "target_cc": target_cc,
         "device_name": device_name if flavour.name == FULL else None,
     }
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()
+    key = json_sha256(key_material)
     engine_dir = Path(engine_dir)
     engine_path = engine_dir / f"{precision}-{key[:20]}.plan"
     cached = _cached_record(engine_path, key)
@@ -408,7 +407,7 @@ def _timing_cache_path(timing_cache_dir: str | Path | None, flavour: Flavour, de
     cache calls are no-ops (deprecated in 1.2); it caches JIT kernels at run time instead."""
     if timing_cache_dir is None or flavour.name == RTX:
         return None
-    device = re.sub(r"[^A-Za-z0-9]+", "_", device_name or "gpu").strip("_")
+    device = slug(device_name or "gpu")
     return Path(timing_cache_dir) / f"tensorrt-{flavour.version}-{device}.timing"
 
 
@@ -423,14 +422,6 @@ def _attach_timing_cache(config: Any, path: Path | None) -> bool | None:
 
 def _sidecar(engine_path: Path) -> Path:
     return engine_path.with_suffix(".json")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file, so an interrupted run never leaves a half-written engine or cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def recording_logger(trt: ModuleType) -> Any:

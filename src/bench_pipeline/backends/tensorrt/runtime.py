@@ -17,7 +17,6 @@ warm-up, not the timed calls, pays for the JIT.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +37,13 @@ from bench_pipeline.backends.tensorrt.build import (
     profile_covers,
     read_engine,
     recording_logger,
-    write_atomic,
 )
+from bench_pipeline.backends.tensorrt.options import check_options
+from bench_pipeline.backends.tensorrt.records import TensorRTRecord
 from bench_pipeline.harness.status import Status
 from bench_pipeline.model.source import precision_unsupported
+from bench_pipeline.system.files import slug, write_atomic
 
-OPTIONS = ("cuda_graph",)
 _TORCH_DTYPES = {
     "FLOAT": torch.float32,
     "HALF": torch.float16,
@@ -59,81 +59,73 @@ _TORCH_DTYPES = {
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown tensorrt option(s) {unknown}; allowed: {list(OPTIONS)}")
-
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
-        entry, flavour = self._runnable(ctx, precision, options)
-        return TensorRTSession(ctx.device, entry, flavour, cuda_graph=bool(options.get("cuda_graph", False)))
+        record, flavour = self._runnable(ctx, precision, options)
+        return TensorRTSession(ctx.device, record, flavour, cuda_graph=bool(options.get("cuda_graph", False)))
 
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         self._runnable(ctx, precision, options)
 
-    def _runnable(self, ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[dict[str, Any], Flavour]:
+    def _runnable(self, ctx: BackendContext, precision: str, options: dict[str, Any]) -> tuple[TensorRTRecord, Flavour]:
         """The stage's engine record and the TensorRT flavour that runs it here, or why not."""
-        self.check_options(options)
+        check_options(options)
         entry = ctx.artifacts.get("tensorrt", {}).get(precision)
         if entry is None:
             raise CellFailure(Status.SKIPPED, f"the tensorrt stage built no {precision} engine")
         if entry["status"] != Status.OK:
             raise CellFailure(entry["status"], entry["reason"])
-        built_with = f"{FLAVOUR_LABELS[entry['flavour']]} {entry['version']}"
+        record = TensorRTRecord.model_validate(entry)
+        built_with = f"{FLAVOUR_LABELS[record.flavour]} {record.version}"
         if ctx.device.type != "cuda":
             raise skipped_with_build_facts(
                 f"TensorRT runs engines only on a CUDA GPU and this run's device is {ctx.device} "
-                f"(the {built_with} engine for compute capability {entry['target_cc']} was built)",
-                entry,
+                f"(the {built_with} engine for compute capability {record.target_cc} was built)",
+                record,
             )
         capability = precision_unsupported(ctx.device, precision) if precision == "tf32" else None
         if capability:  # a TF32 engine on a GPU without TF32 would time FP32 under the name TF32
-            raise CellFailure(Status.UNSUPPORTED, capability, costs=one_off_costs(entry), extra=build_facts(entry))
-        flavour, missing = detect_flavour(entry["flavour"])
+            raise CellFailure(Status.UNSUPPORTED, capability, costs=one_off_costs(record), extra=build_facts(record))
+        flavour, missing = detect_flavour(record.flavour)
         if flavour is None:
             reason = f"the engine was built with {built_with}, which is missing here: {missing}"
-            raise skipped_with_build_facts(reason, entry)
+            raise skipped_with_build_facts(reason, record)
         gpu = local_gpu(ctx.device)
-        for engine in entry["engines"]:
-            reason = engine_mismatch(engine, flavour, gpu)
+        for engine in record.engines:
+            reason = engine_mismatch(engine.model_dump(), flavour, gpu)
             if reason:
-                raise skipped_with_build_facts(reason, entry)
-        return entry, flavour
+                raise skipped_with_build_facts(reason, record)
+        return record, flavour
 
 
-def build_facts(entry: dict[str, Any]) -> dict[str, Any]:
+def build_facts(record: TensorRTRecord) -> dict[str, Any]:
     """What the tensorrt stage measured, for the ``extra`` column of every row of this precision."""
     return {
-        "flavour": f"{FLAVOUR_LABELS[entry['flavour']]} {entry['version']}",
-        "target_cc": entry["target_cc"],
-        "shapes": entry["shapes"],
-        "engines": len(entry["engines"]),
-        "engine_bytes": entry["engine_bytes"],
-        "build_cache_hit": entry["cache_hit"],
-        "profiles": [describe_profile(engine["options"]["profile"]) for engine in entry["engines"]],
-        "build_note": entry.get("note"),  # e.g. built for 8.9 because this GPU is not a TensorRT-RTX target
-        "fp16_conversion_s": (entry.get("fp16_conversion") or {}).get("convert_s"),
+        "flavour": f"{FLAVOUR_LABELS[record.flavour]} {record.version}",
+        "target_cc": record.target_cc,
+        "shapes": record.shapes,
+        "engines": len(record.engines),
+        "engine_bytes": record.engine_bytes,
+        "build_cache_hit": record.cache_hit,
+        "profiles": [describe_profile(engine.options["profile"]) for engine in record.engines],
+        "build_note": record.note,  # e.g. built for 8.9 because this GPU is not a TensorRT-RTX target
+        "fp16_conversion_s": (record.fp16_conversion or {}).get("convert_s"),
     }
 
 
-def one_off_costs(entry: dict[str, Any]) -> dict[str, float]:
+def one_off_costs(record: TensorRTRecord) -> dict[str, float]:
     """What it took to get the engines, like the onnxruntime rows count it: the export
     (``export_s``), the build, FP16 conversion of the ONNX included (``build_s``), and INT8's quantization
     with its calibration (``quantize_s``)."""
-    costs = {"build_s": entry["build_s"] + _conversion_s(entry), "export_s": entry["export_s"]}
-    if "quantize_s" in entry:
-        costs["quantize_s"] = entry["quantize_s"]
+    costs = {"build_s": record.build_s + record.conversion_s, "export_s": record.export_s}
+    if record.quantize_s is not None:
+        costs["quantize_s"] = record.quantize_s
     return costs
 
 
-def _conversion_s(entry: dict[str, Any]) -> float:
-    return (entry.get("fp16_conversion") or {}).get("convert_s", 0.0)
-
-
-def skipped_with_build_facts(reason: str, entry: dict[str, Any]) -> CellFailure:
+def skipped_with_build_facts(reason: str, record: TensorRTRecord) -> CellFailure:
     """A skip that still carries the build's real cost and engine facts (``costs``, ``extra``):
     building ran where executing cannot, and its time and size are results."""
-    return CellFailure(Status.SKIPPED, reason, costs=one_off_costs(entry), extra=build_facts(entry))
+    return CellFailure(Status.SKIPPED, reason, costs=one_off_costs(record), extra=build_facts(record))
 
 
 @dataclass
@@ -159,7 +151,7 @@ class TensorRTSession(Session):
 
     uses_torch_allocator = False  # its own arena/allocator: torch's peak would undercount
 
-    def __init__(self, device: torch.device, entry: dict[str, Any], flavour: Flavour, *, cuda_graph: bool):
+    def __init__(self, device: torch.device, record: TensorRTRecord, flavour: Flavour, *, cuda_graph: bool):
         if device.index is not None:
             torch.cuda.set_device(device)  # TensorRT deserializes onto the current device
         self.device = device
@@ -171,13 +163,13 @@ class TensorRTSession(Session):
         self.runtime = self.trt.Runtime(self.logger)
         self.gpu_name = torch.cuda.get_device_name(device)
         self.live: list[_LiveEngine] = []
-        for record in entry["engines"]:
-            self.live.append(self._activate(record))
+        for engine in record.engines:
+            self.live.append(self._activate(engine.model_dump()))
         self.setup_s = sum(live.setup_s for live in self.live)
-        self.costs = one_off_costs(entry)
-        self._conversion_s = _conversion_s(entry)
+        self.costs = one_off_costs(record)
+        self._conversion_s = record.conversion_s
         self.extra = {
-            **build_facts(entry),
+            **build_facts(record),
             "input_dtypes": {name: str(dtype) for name, dtype in self.live[0].inputs.items()},
             "cuda_graph": self._graph_mode(),
             "device_memory_bytes": max(live.device_memory_bytes for live in self.live),
@@ -316,8 +308,7 @@ class TensorRTSession(Session):
 def _runtime_cache_path(engine_path: str, gpu_name: str) -> Path:
     """Next to its engine, per GPU model: TensorRT-RTX rejects a cache from another GPU or version
     (``deserialize`` returns False), so a cold start is recorded as ``runtime_cache_hit: false``."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_")
-    return Path(engine_path).with_suffix(f".{slug}.runtime")
+    return Path(engine_path).with_suffix(f".{slug(gpu_name)}.runtime")
 
 
 class TensorRTRunner(CellRunner):

@@ -27,6 +27,7 @@ from bench_pipeline.backends.tensorrt.build import (
     float16_onnx,
     local_gpu,
 )
+from bench_pipeline.backends.tensorrt.records import TensorRTRecord
 from bench_pipeline.config import BenchmarkConfig
 from bench_pipeline.harness.results import status_record
 from bench_pipeline.harness.status import Status
@@ -78,8 +79,10 @@ def build_engines_node(
             with _current_gpu(device):
                 entry = _build(path, precision, benchmark, tensorrt_build, flavour, gpu)
             entry["export_s"] = source["export_s"]
-            if precision == "int8" and entry.get("status", Status.OK) == Status.OK:
-                entry["quantize_s"] = onnx_int8["int8_static"]["quantize_s"]
+            if entry["status"] == Status.OK:
+                if precision == "int8":
+                    entry["quantize_s"] = onnx_int8["int8_static"]["quantize_s"]
+                entry = TensorRTRecord(**entry).model_dump()
         artifacts[precision] = entry
         _log(precision, entry, flavour)
     return artifacts

@@ -12,31 +12,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench_pipeline.backends.base import BackendContext
-from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.backends.base import BackendContext, grid_cells
+from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.fanout.driver import fan_out_here
-from bench_pipeline.harness.journal import JOURNAL_DIR, Journal, key_context
+from bench_pipeline.harness.journal import Journal, key_context
 from bench_pipeline.harness.machine_load import effective_threads, load_check
 from bench_pipeline.harness.results import to_frame
 from bench_pipeline.harness.sweep import Unit, plan_units, run_units
-from bench_pipeline.pipelines.model.nodes import grid_cells
 from bench_pipeline.system.device import configure_torch, resolve_device
 from bench_pipeline.system.environment import compare_snapshots, gpu_state_snapshot
 
 log = logging.getLogger(__name__)
 
-WORK_DIR = Path("data/02_intermediate")
-
-
 def make_plan_node(backend: str, stages: list[str]) -> Callable[..., list[Unit]]:
     """The plan node for ``backend``; ``stages`` name the earlier stages whose artifacts it reads,
-    passed positionally after the four common inputs, in that order."""
+    passed positionally after the five common inputs, in that order."""
 
     def plan(
         model_info: dict[str, Any],
         environment: dict[str, Any],
         reference: dict[str, np.ndarray],
         config: BenchmarkConfig,
+        paths: PathsConfig,
         *artifacts: Any,
     ) -> list[Unit]:
         spec = config.backends.get(backend)
@@ -48,11 +45,11 @@ def make_plan_node(backend: str, stages: list[str]) -> Callable[..., list[Unit]]
             device=resolve_device(config.device),
             threads=configure_torch(effective_threads(config.threads)),
             cells=grid_cells(config),
-            workdir=WORK_DIR / backend,
+            workdir=paths.work_dir / backend,
             artifacts=dict(zip(stages, artifacts)),
         )
         context = key_context(model_info, environment, config, ctx.artifacts)
-        journal = Journal(JOURNAL_DIR / f"{backend}.jsonl")
+        journal = Journal(paths.journal_dir / f"{backend}.jsonl")
         return plan_units(backend, spec, config, ctx, reference, journal, context, reuse=config.resume)
 
     plan.__name__ = f"plan_{backend}"
@@ -64,13 +61,13 @@ def make_plan_node(backend: str, stages: list[str]) -> Callable[..., list[Unit]]
 def make_measure_node(backends: list[str]) -> Callable[..., tuple[pd.DataFrame, ...]]:
     """One node over every backend's plan: results and raw times per backend, in ``backends`` order."""
 
-    def measure(config: BenchmarkConfig, *plans: list[Unit]) -> tuple[pd.DataFrame, ...]:
+    def measure(config: BenchmarkConfig, paths: PathsConfig, *plans: list[Unit]) -> tuple[pd.DataFrame, ...]:
         for warning in filter(None, [load_check()]):
             log.warning("%s: the noise gate will mark the cells it contaminates unstable", warning)
         device = resolve_device(config.device)
         start = gpu_state_snapshot(device)
         units = [unit for plan in plans for unit in plan]
-        rows, raw = fan_out_here(units, config) if config.scale.enabled else run_units(units, config)
+        rows, raw = fan_out_here(units, config, paths.fanout_dir) if config.scale.enabled else run_units(units, config)
         for warning in compare_snapshots(start, gpu_state_snapshot(device)):
             log.warning("benchmark: %s", warning)
         results = [to_frame([r for r in rows if r["backend"] == b]) for b in backends]

@@ -24,7 +24,7 @@ def backend_pipeline(backend: str, plan: bool = True) -> Pipeline:
     descriptor = REGISTRY[backend]
     nodes = [_build_node(step) for step in descriptor.build]
     if plan and descriptor.runtime:
-        inputs = [*COMMON_INPUTS, "params:benchmark", *descriptor.reads.values()]
+        inputs = [*COMMON_INPUTS, "params:benchmark", "params:paths", *descriptor.reads.values()]
         nodes.append(Node(make_plan_node(backend, list(descriptor.reads)), inputs, "units", name="plan_node"))
     return _namespaced(Pipeline(nodes), descriptor, plan and descriptor.runtime is not None)
 
@@ -38,7 +38,7 @@ def create_pipeline(backends: list[str] | None = None, **kwargs) -> Pipeline:
     backends = list(backends or runnable())
     measure = Node(
         make_measure_node(backends),
-        ["params:benchmark", *[f"units_{b}" for b in backends]],
+        ["params:benchmark", "params:paths", *[f"units_{b}" for b in backends]],
         [*[f"results_{b}" for b in backends], *[f"raw_times_{b}" for b in backends]],
         name="measure_node",
     )

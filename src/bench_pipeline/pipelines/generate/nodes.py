@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.generation import GENERATION_BACKENDS
 from bench_pipeline.generation.model import (
     check_generation_config,
@@ -26,7 +26,6 @@ from bench_pipeline.harness.machine_load import load_check
 from bench_pipeline.harness.results import cell_name, to_frame
 from bench_pipeline.harness.sweep import run_units
 from bench_pipeline.pipelines.benchmark.nodes import raw_times_frame
-from bench_pipeline.pipelines.model.nodes import MODELS_DIR
 from bench_pipeline.system.device import configure_torch, resolve_device
 
 log = logging.getLogger(__name__)
@@ -38,9 +37,9 @@ def _require_generate(config: BenchmarkConfig) -> None:
                          "run it with --env generate, or set the scenario")
 
 
-def resolve_generation_model_node(config: BenchmarkConfig) -> dict[str, Any]:
+def resolve_generation_model_node(config: BenchmarkConfig, paths: PathsConfig) -> dict[str, Any]:
     _require_generate(config)
-    info = resolve_generation_model(config.model, MODELS_DIR, config.seed)
+    info = resolve_generation_model(config.model, paths.models_dir, config.seed)
     # a hub model's config is only local now: check it again
     check_generation_config(json.loads((Path(info["path"]) / "config.json").read_text()),
                             config.grid.sequence_lengths, config.generate.new_tokens, info["name"])
@@ -67,12 +66,12 @@ def generation_reference_node(model_info: dict[str, Any], config: BenchmarkConfi
 
 
 def generate_node(model_info: dict[str, Any], environment: dict[str, Any], reference: dict[str, np.ndarray],
-                  config: BenchmarkConfig) -> tuple[pd.DataFrame, ...]:
+                  config: BenchmarkConfig, paths: PathsConfig) -> tuple[pd.DataFrame, ...]:
     """Results and raw per-generation times per backend (``GENERATION_BACKENDS`` order)."""
     _require_generate(config)
     for warning in filter(None, [load_check()]):
         log.warning("%s: the noise gate will mark the cells it contaminates unstable", warning)
-    rows, raw = run_units(plan_generation(model_info, environment, reference, config), config)
+    rows, raw = run_units(plan_generation(model_info, environment, reference, config, paths), config)
     backends = list(GENERATION_BACKENDS)
     results = [to_frame([r for r in rows if r["backend"] == b]) for b in backends]
     times = [raw_times_frame({k: v for k, v in raw.items() if k.split("/")[0] == b}) for b in backends]

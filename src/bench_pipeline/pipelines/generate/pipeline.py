@@ -17,10 +17,11 @@ from bench_pipeline.pipelines.model.nodes import environment_node
 def create_pipeline(**kwargs) -> Pipeline:
     backends = list(GENERATION_BACKENDS)
     return Pipeline([
-        Node(resolve_generation_model_node, "params:benchmark", "model_info", name="resolve_generation_model_node"),
+        Node(resolve_generation_model_node, ["params:benchmark", "params:paths"], "model_info",
+             name="resolve_generation_model_node"),
         Node(environment_node, "params:benchmark", "environment", name="environment_node"),
         Node(generation_reference_node, ["model_info", "params:benchmark"], "generation_reference",
              name="generation_reference_node"),
-        Node(generate_node, ["model_info", "environment", "generation_reference", "params:benchmark"],
+        Node(generate_node, ["model_info", "environment", "generation_reference", "params:benchmark", "params:paths"],
              [*[f"results_{b}" for b in backends], *[f"raw_times_{b}" for b in backends]], name="generate_node"),
     ])

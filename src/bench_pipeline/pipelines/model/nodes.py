@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench_pipeline.backends.base import Cell
-from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.backends.base import grid_cells
+from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.harness.dispatch import host_dispatch
 from bench_pipeline.harness.machine_load import effective_threads, load_check
+from bench_pipeline.model.limits import check_sequence_lengths
 from bench_pipeline.model.reference import compute_reference
-from bench_pipeline.model.source import check_sequence_lengths, resolve_model
+from bench_pipeline.model.source import resolve_model
 from bench_pipeline.system.device import configure_torch, resolve_device
 from bench_pipeline.system.environment import capture_environment
 
-MODELS_DIR = Path("data/06_models")
 log = logging.getLogger(__name__)
 
 
-def grid_cells(config: BenchmarkConfig) -> list[Cell]:
-    return [Cell(b, s) for b in config.grid.batch_sizes for s in config.grid.sequence_lengths]
-
-
-def resolve_model_node(config: BenchmarkConfig) -> dict[str, Any]:
-    info = resolve_model(config.model, MODELS_DIR, config.seed)
+def resolve_model_node(config: BenchmarkConfig, paths: PathsConfig) -> dict[str, Any]:
+    info = resolve_model(config.model, paths.models_dir, config.seed)
     # hub models are only checked here, once their config is local
     check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"], info["model_type"])
     return info

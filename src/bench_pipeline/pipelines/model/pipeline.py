@@ -6,7 +6,7 @@ from bench_pipeline.pipelines.model.nodes import environment_node, reference_nod
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(resolve_model_node, "params:benchmark", "model_info", name="resolve_model_node"),
+            Node(resolve_model_node, ["params:benchmark", "params:paths"], "model_info", name="resolve_model_node"),
             Node(environment_node, "params:benchmark", "environment", name="environment_node"),
             Node(reference_node, ["model_info", "params:benchmark"], "reference_outputs", name="reference_node"),
         ]

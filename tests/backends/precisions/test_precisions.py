@@ -14,9 +14,11 @@ import torch
 from bench_pipeline.backends import REGISTRY
 from bench_pipeline.backends.base import BackendContext, Cell, CellFailure
 from bench_pipeline.backends.eager.precision import matmul_precision, quantized_linears, use_matmul_precision
-from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node, optimize_onnx_node
+from bench_pipeline.backends.onnx.stage import ExportConfig, export_onnx_node
+from bench_pipeline.backends.onnxruntime.options import OrtOptions
 from bench_pipeline.backends.onnxruntime.quantize import int8_artifacts_wanted, kept_in_fp32, quantize_onnx_node
-from bench_pipeline.backends.onnxruntime.runtime import OrtOptions, _artifact_key, _EpModes, _providers
+from bench_pipeline.backends.onnxruntime.runtime import _artifact_key, _EpModes, _providers
+from bench_pipeline.backends.onnxruntime.stage import optimize_onnx_node
 from bench_pipeline.config import PRECISIONS, BenchmarkConfig, ModelSpec
 from bench_pipeline.harness.sweep import run_backend
 from bench_pipeline.model import source
@@ -139,7 +141,7 @@ def test_tf32_and_fp8_on_cpu_are_unsupported_rows_with_the_reason(tiny_bert_dir,
 
 def test_onnxruntime_tf32_on_the_cpu_ep_is_unsupported():
     with pytest.raises(CellFailure, match="the CPU EP has none") as caught:
-        _artifact_key("tf32", OrtOptions.parse({"provider": "cpu"}, torch.device("cpu")))
+        _artifact_key("tf32", OrtOptions.parse({"provider": "cpu"}, "cpu"))
     assert caught.value.status == "unsupported"
 
 
@@ -170,12 +172,12 @@ def test_tf32_refuses_one_process_for_all_units():
 
 def test_the_old_onnxruntime_tf32_option_points_to_the_precision():
     with pytest.raises(ValueError, match="list precision tf32 for TF32"):
-        OrtOptions.parse({"provider": "cuda", "tf32": True}, torch.device("cpu"))
+        OrtOptions.parse({"provider": "cuda", "tf32": True}, "cpu")
 
 
 def test_dynamic_quantization_is_refused_on_a_gpu_provider():
     with pytest.raises(ValueError, match="'dynamic' runs on provider 'cpu' only"):
-        OrtOptions.parse({"provider": "cuda", "quantization": "dynamic"}, torch.device("cpu"))
+        OrtOptions.parse({"provider": "cuda", "quantization": "dynamic"}, "cpu")
 
 
 # --- what decides on a GPU (simulated: no GPU here) ---------------------------------------------
@@ -214,11 +216,11 @@ class _FakeStream:
 def test_tf32_and_int8_provider_options_simulated_gpu(tmp_path):
     ctx = BackendContext(tmp_path, {"weights_sha256": "a" * 64}, torch.device("cuda", 0), 4, [Cell(32, 512)],
                          tmp_path, {"export": {"fp32": {"sha256": "b" * 64}}})
-    cuda_opts = OrtOptions.parse({"provider": "cuda"}, ctx.device)
+    cuda_opts = OrtOptions.parse({"provider": "cuda"}, ctx.device.type)
     for tf32, expected in ((True, "1"), (False, "0")):  # strict FP32 says 0 explicitly: the EP's default may be 1
         (_, cuda), _ = _providers(cuda_opts, ctx, _FakeStream(), _EpModes(False, False, tf32), ["input_ids"])
         assert cuda["use_tf32"] == expected
-    trt_opts = OrtOptions.parse({"provider": "tensorrt"}, ctx.device)
+    trt_opts = OrtOptions.parse({"provider": "tensorrt"}, ctx.device.type)
     (_, trt), _, _ = _providers(trt_opts, ctx, _FakeStream(), _EpModes(False, True, False), ["input_ids"])
     assert trt["trt_int8_enable"] == "1" and trt["trt_fp16_enable"] == "0"
     assert _artifact_key("int8", trt_opts) == "int8_static" and _artifact_key("tf32", cuda_opts) == "fp32"
