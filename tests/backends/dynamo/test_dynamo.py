@@ -268,10 +268,12 @@ def test_a_static_shape_dynamo_gives_up_on_is_fail_compile_not_a_silent_eager_ru
     import bench_pipeline.backends.dynamo.compile as dynamo_compile
 
     monkeypatch.setattr(dynamo_compile, "_COMPILE_KEYWORDS", {})
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", -7)  # +8 from this compile: 1 entry
     model = load_model(tiny_bert_dir, "fp32", CPU)
     inputs = grid_inputs(tiny_bert_dir, [(1, 8), (2, 8)])
-    compiled = compile_variant(model, inputs, CompileSpec.from_options({"backend": "eager"}), CPU, tmp_path)
+    # torch's own patch, not monkeypatch: undoing a monkeypatch on torch 2.13's config deletes the key for good,
+    # and every later compile in this process fails reading it
+    with torch._dynamo.config.patch(recompile_limit=-7):  # +8 from this compile: 1 entry
+        compiled = compile_variant(model, inputs, CompileSpec.from_options({"backend": "eager"}), CPU, tmp_path)
     cells = compiled.cells
     assert cells["b1_s8"].status == "ok"
     assert cells["b2_s8"].status == "fail_compile"
