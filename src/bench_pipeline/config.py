@@ -23,6 +23,7 @@ from bench_pipeline.model.limits import PRESETS, check_sequence_lengths, positio
 #: quantization); fp8: torchao float8 on compute capability >= 8.9. Which backend runs which where: each backend's
 #: descriptor (``backends/<name>/__init__.py``, ``BackendDescriptor.precisions``) and the README's backend table.
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+GENERATION_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def known_backends() -> tuple[str, ...]:
@@ -294,8 +295,16 @@ class BenchmarkConfig(_Strict):
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
         if self.scenario == "generate":
+            # no quantized or TF32 path in generation: an int8/tf32/fp8 row would time another precision
+            other = [p for p in self.precisions if p not in GENERATION_PRECISIONS]
+            if other:
+                raise ValueError(f"precision(s) {other} have no path in the generation scenario; "
+                                 f"allowed there: {list(GENERATION_PRECISIONS)}")
             check_generation_model(self.model, self.grid.sequence_lengths, self.generate.new_tokens)
             return self
+        if self.model.source == "preset" and self.model.name not in PRESETS:
+            raise ValueError(f"model preset {self.model.name!r} is a decoder for the generation scenario "
+                             f"(scenario: generate); the forward scenario's presets: {sorted(PRESETS)}")
         check_sequence_lengths(self.grid.sequence_lengths, *position_limit(self.model))
         return self
 

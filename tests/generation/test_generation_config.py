@@ -72,3 +72,15 @@ def test_generation_envs_hold_only_deltas_and_validate(env):
     config = BenchmarkConfig(**params)
     assert config.scenario == "generate" and set(config.enabled_backends()) == {"eager", "dynamo", "onnxruntime",
                                                                                  "tensorrt"}
+
+
+def test_a_precision_without_a_generation_path_is_refused_naming_the_allowed_ones():
+    with pytest.raises(ValidationError, match=r"precision\(s\) \['int8', 'fp8'\] have no path in the generation "
+                                              r"scenario; allowed there: \['fp32', 'fp16', 'bf16'\]"):
+        BenchmarkConfig(**generate(precisions=["fp32", "int8", "fp8"]))
+
+
+def test_a_decoder_preset_in_the_forward_scenario_is_refused_naming_the_forward_presets():
+    with pytest.raises(ValidationError, match=r"model preset 'tiny-llama' is a decoder for the generation scenario"):
+        BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [32]},
+                        model={"source": "preset", "name": "tiny-llama"})

@@ -5,6 +5,7 @@ import pytest
 
 from bench_pipeline.harness.stats import (
     agreeing_rounds,
+    faster_round_left_out,
     latency_interval,
     paired_speedup,
     robust_cov,
@@ -56,6 +57,16 @@ def test_the_agreeing_rounds_leave_an_outlying_round_out():
     assert agreeing_rounds(data, 3) == [1, 2, 3]
     assert agreeing_rounds(data, 4) == [0, 1, 2, 3]
     assert round_spread([data[r] for r in (1, 2, 3)]) == pytest.approx(0.3 / 10.1)
+
+
+def test_a_faster_round_left_out_is_found_a_slower_one_is_not():
+    # the H200's dynamo inductor FP16 32x128: three rounds near 5.5 ms agreed, two faster ones were left out
+    data = {i: np.array([m]) for i, m in enumerate([3.867, 5.794, 5.243, 2.909, 5.578])}
+    counted = agreeing_rounds(data, 3)
+    assert counted == [1, 2, 4]
+    assert faster_round_left_out(data, counted, 0.10) == pytest.approx(2.909)
+    slow_outlier = {0: np.array([15.0]), 1: np.array([10.0]), 2: np.array([10.3]), 3: np.array([10.1])}
+    assert faster_round_left_out(slow_outlier, [1, 2, 3], 0.10) is None  # a cold or disturbed round: slower
 
 
 def test_robust_cov_ignores_a_few_preempted_calls():

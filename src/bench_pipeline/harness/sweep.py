@@ -34,6 +34,7 @@ from bench_pipeline.harness.parity import violation
 from bench_pipeline.harness.results import cell_name, make_row
 from bench_pipeline.harness.stats import (
     agreeing_rounds,
+    faster_round_left_out,
     latency_interval,
     paired_speedup,
     robust_cov,
@@ -238,8 +239,9 @@ def _settled(rounds: dict[int, dict[str, Any]], config: BenchmarkConfig) -> bool
     clean = _clean(rounds)
     if len(clean) < config.rounds.count:
         return False
-    counted = [clean[r] for r in agreeing_rounds(clean, config.rounds.count)]
-    return round_spread(counted) <= config.rounds.max_spread
+    ids = agreeing_rounds(clean, config.rounds.count)
+    return (round_spread([clean[r] for r in ids]) <= config.rounds.max_spread
+            and faster_round_left_out(clean, ids, config.rounds.max_spread) is None)
 
 
 def _clean(rounds: dict[int, dict[str, Any]]) -> Rounds:
@@ -287,8 +289,9 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     # a scenario that judges its own parity (generation: token ids) says so in "verdict"
     accuracy = first["verdict"] if "verdict" in first else (
         violation(parity, config.tolerances[unit.precision]) if parity else None)
+    faster = faster_round_left_out(clean, counted_ids, config.rounds.max_spread) if clean else None
     status, reason = _verdict(failed, accuracy,
-                              len(clean), spread, contaminated, len(measured), config)
+                              len(clean), spread, contaminated, len(measured), config, faster)
     extra |= {
         "counted_rounds": counted_ids,
         "round_p50_ms": {str(r): float(np.median(t)) for r, t in sorted(all_rounds.items())},
@@ -329,7 +332,8 @@ def _contamination(measured: dict[int, dict[str, Any]]) -> str | None:
     return f"{len(hit)} of {len(measured)} rounds: {hit[0]['contamination']}" if hit else None
 
 
-def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config) -> tuple[str, str | None]:
+def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config,
+             faster: float | None = None) -> tuple[str, str | None]:
     """Status and reason of a measured cell: a failure in any round wins, then accuracy, then stability."""
     if failed:
         return failed["status"], failed["reason"]
@@ -342,6 +346,12 @@ def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config
         return Status.UNSTABLE, (
             f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "
             f"(allowed {config.rounds.max_spread:.0%}) after {n_measured} rounds"
+        )
+    if faster is not None:
+        return Status.UNSTABLE, (
+            f"rounds disagree: a round left out ran at {faster:.4g} ms, more than {config.rounds.max_spread:.0%} "
+            f"faster than the {needed} agreeing rounds after {n_measured} rounds: interference only slows, so "
+            "the agreeing rounds may all have been slowed"
         )
     return Status.OK, None
 

@@ -239,7 +239,7 @@ def is_dispatch_bound(value: Any) -> bool:
 NOISY_MARK, DISPATCH_MARK, SET_ASIDE_MARK = "*", "†", "‡"
 MARK_LEGENDS = {
     NOISY_MARK: f"{NOISY_MARK} the calls within a round scattered more than this device's noise bound",
-    SET_ASIDE_MARK: f"{SET_ASIDE_MARK} some rounds were set aside (slower outliers or contaminated; extra.round_p50_ms "
+    SET_ASIDE_MARK: f"{SET_ASIDE_MARK} some rounds were set aside (outlying or contaminated; extra.round_p50_ms "
     "lists every round): the number is what the agreeing rounds measured, not what every round did",
     DISPATCH_MARK: f"{DISPATCH_MARK} dominated by host dispatch: the GPU waited for the host for more than "
     f"{100 * DISPATCH_BOUND:.0f} % of each call",

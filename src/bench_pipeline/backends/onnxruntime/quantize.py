@@ -3,8 +3,9 @@ what the quantization cost recorded as ``quantize_s``: ONNX Runtime's dynamic an
 
 ``dynamic``: INT8 weights (per output channel), activations quantized at run time per call (``MatMulInteger``);
 the CPU EP's method, no calibration. ``static``: QuantizeLinear/DequantizeLinear pairs around the weight
-MatMuls/Gemms, activation ranges calibrated (MinMax) on the shipped text sample — on other sentences than the
-ones the cells are timed and compared on (seed + 1) — with symmetric INT8 activations and per-channel weights,
+MatMuls/Gemms, activation ranges calibrated (MinMax) on the shipped text sample, drawn with another seed
+(seed + 1) from the same sentences the cells are compared on (so the parity of static INT8 is in-sample: the sample
+is small) — with symmetric INT8 activations and per-channel weights,
 the form the CPU EP fuses into integer kernels and TensorRT's explicit quantization takes. Only MatMul/Gemm are
 quantized: LayerNorm, Softmax, GELU and the residual adds stay FP32. Static quantization also leaves FP32 the
 MatMuls of two activations (attention scores and context) and those fed by the GELU (the FFN's output

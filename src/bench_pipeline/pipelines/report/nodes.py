@@ -16,7 +16,8 @@ from bench_pipeline.reporting import draw_all, html_report, markdown_summary, re
 CELL_METRICS = (
     "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_seq_s",
     "speedup", "speedup_ci_low", "speedup_ci_high", "round_spread", "dispatch_share", "roofline_pct", "cosine",
-    "peak_mem_mb", "setup_s", "export_s", "build_s", "compile_s", "compile_warm_s", "recompiles", "graph_breaks",
+    "peak_mem_mb", "setup_s", "export_s", "build_s", "compile_s", "compile_warm_s", "quantize_s", "recompiles",
+    "graph_breaks", "rounds_set_aside",
     # generation scenario (empty in forward rows, so not logged there)
     "ttft_ms", "ttft_ci_low_ms", "ttft_ci_high_ms", "tpot_mean_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
     "throughput_tok_s", "first_divergent_step",
