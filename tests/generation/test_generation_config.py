@@ -3,8 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from bench_pipeline.config import BenchmarkConfig
+from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.model.source import default_model_dir
+from bench_pipeline.pipelines.model.nodes import resolve_model_node
 
 
 def generate(**overrides) -> dict:
@@ -84,3 +85,11 @@ def test_a_decoder_preset_in_the_forward_scenario_is_refused_naming_the_forward_
     with pytest.raises(ValidationError, match=r"model preset 'tiny-llama' is a decoder for the generation scenario"):
         BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [32]},
                         model={"source": "preset", "name": "tiny-llama"})
+
+
+def test_the_forward_pipeline_refuses_a_generation_config_before_building_anything(tmp_path):
+    paths = PathsConfig(models_dir=tmp_path / "m", journal_dir=tmp_path / "j", work_dir=tmp_path / "w",
+                        fanout_dir=tmp_path / "f")
+    with pytest.raises(ValueError, match=r"benchmark.scenario is 'generate': run `kedro run --pipelines=generate`"):
+        resolve_model_node(BenchmarkConfig(**generate()), paths)
+    assert not (tmp_path / "m").exists()

@@ -18,17 +18,11 @@ from pathlib import Path
 from bench_pipeline.backends.base import Backend
 from bench_pipeline.backends.eager.runtime import EagerBackend
 
-OPTIONS = {"provider", "kill_marker", "kill_always", "record_dir"}
 SEEN = ("CUDA_VISIBLE_DEVICES", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")  # what record_dir gets
 
 
 class SimBackend(Backend):
     name = "sim"
-
-    def check_options(self, options):
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown sim option(s) {unknown}")
 
     def open(self, ctx, variant, precision, options):
         if options.get("record_dir"):

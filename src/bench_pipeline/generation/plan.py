@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline.backends.base import BackendContext, Cell
+from bench_pipeline.backends.base import BackendContext, grid_cells
 from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.generation import GENERATION_BACKENDS
 from bench_pipeline.harness.journal import Journal, key_context
@@ -22,10 +22,6 @@ class GenerationContext(BackendContext):
     new_tokens: int = 0
 
 
-def generation_cells(config: BenchmarkConfig) -> list[Cell]:
-    """batch x prompt length; ``seq`` is the prompt length (``generate.new_tokens`` is one per run)."""
-    return [Cell(b, s) for b in config.grid.batch_sizes for s in config.grid.sequence_lengths]
-
 
 def plan_generation(model_info: dict[str, Any], environment: dict[str, Any], reference: dict[str, Any],
                     config: BenchmarkConfig, paths: PathsConfig) -> list[Unit]:
@@ -36,7 +32,7 @@ def plan_generation(model_info: dict[str, Any], environment: dict[str, Any], ref
     for name, spec in config.enabled_backends().items():
         ctx = GenerationContext(
             model_dir=Path(model_info["path"]), model_info=model_info, device=device, threads=threads,
-            cells=generation_cells(config), workdir=paths.work_dir / "generate" / name,
+            cells=grid_cells(config),  # seq: the prompt length workdir=paths.work_dir / "generate" / name,
             new_tokens=config.generate.new_tokens,
         )
         context = key_context(model_info, environment, config, {"scenario": "generate"})

@@ -48,7 +48,7 @@ CALIBRATION_BATCHES = 2
 
 
 def quantize_onnx_node(onnx_fp32: dict[str, Any], model_info: dict[str, Any], benchmark: BenchmarkConfig) -> dict:
-    """``onnx_int8``: ``{"dynamic": record, "static": record}`` for the methods an enabled variant runs, each
+    """``onnx_int8``: ``{"int8_dynamic": record, "int8_static": record}`` for the methods an enabled variant runs, each
     ``{status: ok, path, sha256, size_bytes, quantize_s, method, calibration, cached}`` or a failure record."""
     wanted = int8_artifacts_wanted(benchmark)
     if not wanted:

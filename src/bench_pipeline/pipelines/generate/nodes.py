@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench_pipeline.backends.base import grid_cells
 from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.generation import GENERATION_BACKENDS
 from bench_pipeline.generation.model import (
@@ -20,7 +21,7 @@ from bench_pipeline.generation.model import (
     prompt_ids,
     resolve_generation_model,
 )
-from bench_pipeline.generation.plan import generation_cells, plan_generation
+from bench_pipeline.generation.plan import plan_generation
 from bench_pipeline.generation.torch_backend import TorchGenerateRunner
 from bench_pipeline.harness.machine_load import load_check
 from bench_pipeline.harness.results import cell_name, to_frame
@@ -53,7 +54,7 @@ def generation_reference_node(model_info: dict[str, Any], config: BenchmarkConfi
     model = load_causal_lm(model_info["path"], "fp32", device,
                            trust_remote_code=model_info.get("trust_remote_code", False))
     reference: dict[str, np.ndarray] = {}
-    for cell in generation_cells(config):
+    for cell in grid_cells(config):
         inputs = prompt_ids(model_info["vocab_size"], cell.batch, cell.seq, config.seed)
         runner = TorchGenerateRunner(model, {k: v.to(device) for k, v in inputs.items()},
                                      config.generate.new_tokens, static=False, device=device)

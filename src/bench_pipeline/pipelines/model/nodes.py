@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def resolve_model_node(config: BenchmarkConfig, paths: PathsConfig) -> dict[str, Any]:
+    if config.scenario != "forward":  # the first node of the forward pipelines: nothing built for the wrong one
+        raise ValueError(f"this pipeline measures the forward scenario, and benchmark.scenario is {config.scenario!r}: "
+                         "run `kedro run --pipelines=generate` for it, or set scenario: forward")
     info = resolve_model(config.model, paths.models_dir, config.seed)
     # hub models are only checked here, once their config is local
     check_sequence_lengths(config.grid.sequence_lengths, info["max_position_embeddings"], info["model_type"])
