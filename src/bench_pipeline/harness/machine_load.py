@@ -76,7 +76,10 @@ class LoadWatch:
         machine, wall = _machine_busy_s(), time.monotonic() - self.started
         if machine is None or self.machine is None or wall <= 0:
             return None
-        return max(0.0, (machine - self.machine) - (_own_busy_s() - self.own)) / wall
+        # /proc/stat counts whole ticks per CPU, so either end may be off by up to a tick on every CPU: without
+        # that slack a round of a few ms read "2.44 of 2 cores busy" on an idle machine
+        slack = 2 * (os.cpu_count() or 1) / _TICKS
+        return max(0.0, (machine - self.machine) - (_own_busy_s() - self.own) - slack) / wall
 
 
 def contamination(other_cores: float | None, max_share: float) -> str | None:

@@ -241,7 +241,8 @@ def test_compile_then_benchmark_through_kedro(tiny_bert_dir, tmp_path):
     stage = DynamoStageConfig(cache_dir=str(tmp_path / "cache"), warm_up_compiler=False)
     catalog["params:dynamo_compile"] = MemoryDataset(stage)
     catalog["params:paths"] = MemoryDataset(PathsConfig(
-        models_dir=tmp_path / "models", journal_dir=tmp_path / "journal", work_dir=tmp_path / "work"))
+        models_dir=tmp_path / "models", journal_dir=tmp_path / "journal", work_dir=tmp_path / "work",
+        fanout_dir=tmp_path / "fanout"))
     catalog["results_dynamo"] = MemoryDataset()
     pipeline = model.create_pipeline() + benchmark.create_pipeline(["dynamo"])
     assert {"dynamo.compile_node", "dynamo.plan_node", "measure_node"} <= {n.name for n in pipeline.nodes}
