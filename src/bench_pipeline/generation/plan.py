@@ -32,7 +32,7 @@ def plan_generation(model_info: dict[str, Any], environment: dict[str, Any], ref
     for name, spec in config.enabled_backends().items():
         ctx = GenerationContext(
             model_dir=Path(model_info["path"]), model_info=model_info, device=device, threads=threads,
-            cells=grid_cells(config),  # seq: the prompt length workdir=paths.work_dir / "generate" / name,
+            cells=grid_cells(config), workdir=paths.work_dir / "generate" / name,  # a cell's seq: the prompt length
             new_tokens=config.generate.new_tokens,
         )
         context = key_context(model_info, environment, config, {"scenario": "generate"})
