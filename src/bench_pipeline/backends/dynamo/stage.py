@@ -44,7 +44,7 @@ class DynamoStageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: inductor's FX-graph / autotune caches, one emptied sub-directory per variant x precision
-    cache_dir: str = "data/02_intermediate/inductor_cache"
+    cache_dir: str  # conf/base/parameters_dynamo.yml: the one source of the folder
     #: also time each shape's first call on a warm cache (a second compile that hits the cache)
     measure_warm: bool = True
     #: compile a throwaway function first, so process start-up costs are not billed to the first variant

@@ -32,7 +32,7 @@ class ExportConfig(BaseModel):
     opset: int = Field(17, ge=14)
     # eager: ONNX Runtime's optimizer fuses eager attention into one Attention op, SDPA not at all
     attn_implementation: Literal["eager", "sdpa"] = "eager"
-    cache_dir: str = "data/06_models/onnx"
+    cache_dir: str  # conf/base/parameters_export.yml: the one source of the folder
     # ONNX Runtime's fused graphs (FP16; FP32 for variants with fused: true), built only when
     # an enabled onnxruntime variant will run them
     optimize: bool = True

@@ -68,8 +68,8 @@ class TensorRTBuildSpec(BaseModel):
     target_compute_capability: str = "auto"
     default_compute_capability: str = "8.9"
     workspace_mb: PositiveInt | None = None  # None: TensorRT's default (the device memory)
-    engine_dir: str = "data/06_models/tensorrt"
-    timing_cache_dir: str = "data/06_models/tensorrt/cache"
+    engine_dir: str  # conf/base/parameters_tensorrt.yml: the one source of both folders
+    timing_cache_dir: str
 
     @field_validator("target_compute_capability", "default_compute_capability")
     @classmethod
