@@ -205,16 +205,7 @@ class GenerateSpec(_Strict):
     @field_validator("backends")
     @classmethod
     def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
-        unknown = sorted(set(backends) - set(GENERATION_BACKENDS))
-        if unknown:
-            raise ValueError(f"unknown generation backend(s) {unknown}; allowed: {list(GENERATION_BACKENDS)}")
-        for name, spec in backends.items():
-            for variant in spec.variants:
-                try:
-                    check_generation_options(name, variant.options)
-                except ValueError as error:
-                    raise ValueError(f"generate.backends.{name}.variants[{variant.name}].options: {error}") from None
-        return backends
+        return _checked_backends(backends, GENERATION_BACKENDS, check_generation_options, "generate.", "generation ")
 
 
 class BenchmarkConfig(_Strict):
@@ -277,20 +268,7 @@ class BenchmarkConfig(_Strict):
     @field_validator("backends")
     @classmethod
     def _check_backends(cls, backends: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
-        allowed = known_backends()
-        unknown = sorted(set(backends) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown backend(s) {unknown}; allowed: {list(allowed)}")
-        for name, spec in backends.items():
-            for variant in spec.variants:
-                where = f"backends.{name}.variants[{variant.name}]"
-                try:
-                    check_options(name, variant.options)
-                except ImportError:
-                    pass  # its library is missing here: its cells say so
-                except ValueError as error:
-                    raise ValueError(f"{where}.options: {error}") from None
-        return backends
+        return _checked_backends(backends, known_backends(), check_options)
 
     @model_validator(mode="after")
     def _check_sequence_lengths(self) -> BenchmarkConfig:
@@ -357,6 +335,23 @@ class PathsConfig(_Strict):
     journal_dir: Path
     work_dir: Path
     fanout_dir: Path
+
+
+def _checked_backends(backends: dict[str, BackendSpec], allowed: Any, check: Any, prefix: str = "",
+                      kind: str = "") -> dict[str, BackendSpec]:
+    """Known names only, and every variant's options through its backend's ``check`` (forward or generation)."""
+    unknown = sorted(set(backends) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {kind}backend(s) {unknown}; allowed: {list(allowed)}")
+    for name, spec in backends.items():
+        for variant in spec.variants:
+            try:
+                check(name, variant.options)
+            except ImportError:
+                pass  # its library is missing here: its cells say so
+            except ValueError as error:
+                raise ValueError(f"{prefix}backends.{name}.variants[{variant.name}].options: {error}") from None
+    return backends
 
 
 def _valid_precisions(precisions: list[str], where: str) -> list[str]:
