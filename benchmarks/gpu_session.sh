@@ -31,6 +31,7 @@ timed() {  # timed SECONDS LABEL DIR COMMAND...: run under a timeout, note exit 
 job() {
   local name=$1 dir=$root/$1
   mkdir -p "$dir"
+  rm -f data/08_reporting/results.*  # a job whose run dies must not pick up the job before's table
   echo "== $name started $(date -u +%T)" >> "$root/progress.txt"
   case "$name" in
     deberta)

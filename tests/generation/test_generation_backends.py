@@ -55,6 +55,23 @@ def test_every_backend_generates_the_fp32_eager_greedy_ids(ctx, backend, options
     np.testing.assert_allclose(outputs["step1_logits"][finite], reference["step1_logits"][finite], atol=1e-4)
 
 
+def test_the_compiled_variant_compiles_the_decode_step_through_hf_generate(ctx):
+    """A "compiled" row must come from a compiled model: HF's generate compiles the decode step (one graph for
+    the one-token step; the prefill stays eager), counted in the cell's costs, and a second shape recompiles."""
+    session = CompiledGenerateBackend().open(ctx, "v", "fp32", {"backend": "eager"})
+    try:
+        assert session.extra["compiled"].startswith("decode step")
+        costs = {}
+        for cell in (Cell(1, 16), Cell(2, 16)):
+            session.prepare(session.make_inputs(cell, 0), cell)
+            costs[cell] = session.cell_costs(cell)
+        assert costs[Cell(1, 16)]["recompiles"] >= 1 and costs[Cell(1, 16)]["compile_s"] > 0
+        assert costs[Cell(2, 16)]["recompiles"] >= 1  # a new batch is a new static cache shape
+        assert session.model._compiled_call is not None  # HF's own compiled call, not a patched forward
+    finally:
+        session.close()
+
+
 def test_prompt_ids_are_seeded_and_inside_the_vocabulary():
     a, b = prompt_ids(1024, 2, 16, seed=3), prompt_ids(1024, 2, 16, seed=3)
     assert torch.equal(a["input_ids"], b["input_ids"]) and a["attention_mask"].all()

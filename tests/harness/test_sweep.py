@@ -1,9 +1,13 @@
 """The sweep on a real model: one row per cell, failures recorded, later cells still run."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -17,6 +21,7 @@ from bench_pipeline.harness.sweep import run_backend
 from bench_pipeline.model.reference import compute_reference
 from bench_pipeline.model.source import _cpu_has_native_bf16, resolve_model
 from bench_pipeline.system.device import configure_torch
+from conftest import PROJECT_ROOT
 
 CELLS = [Cell(1, 16), Cell(2, 32)]
 FAST = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 5, "min_time_s": 0, "max_time_s": 5}
@@ -137,6 +142,39 @@ def test_failures_become_rows_and_the_sweep_goes_on(setup, test_backends):
                             ("broken", 2, "error", "RuntimeError: driver exploded")]
     assert statuses[2] == ("default", 1, "skipped", "this shape is not in the profile")
     assert statuses[3][:3] == ("default", 2, "ok")
+
+
+def test_a_sweep_stopped_before_its_report_is_recovered_from_the_journal_alone(setup, test_backends, tmp_path):
+    """benchmarks/journal_results.py: every row of one sweep, as the sweep wrote it (skips and errors too, each
+    labelled with its sweep), and a second sweep of the same config kept apart, not merged."""
+    ctx, reference = setup
+    config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
+    journal = Journal(tmp_path / "journal" / "flaky.jsonl")
+    sweeps = []
+    for _ in range(2):
+        rows, _ = run_backend("flaky", config.backends["flaky"], config, ctx, reference, journal, {"run": 1},
+                              reuse=False)
+        ids = {json.loads(r["extra"])["sweep_id"] for r in rows}
+        assert len(ids) == 1, ids  # every row names its sweep, the skipped and failed ones too
+        sweeps.append((ids.pop(), rows))
+    script = [sys.executable, str(PROJECT_ROOT / "benchmarks/journal_results.py"),
+              "--journal", str(tmp_path / "journal")]
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT / "src")}
+    listing = subprocess.run(script, capture_output=True, text=True, env=env, timeout=120)
+    assert all(f"{sweep}  " in listing.stdout for sweep, _ in sweeps), listing.stdout + listing.stderr
+    sweep, rows = sweeps[1]
+    out = tmp_path / "recovered.csv"
+    done = subprocess.run([*script, "--sweep", sweep, "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    recovered = pd.read_csv(out)
+    assert len(recovered) == len(rows) == 4
+    assert sorted(recovered.status) == sorted(r["status"] for r in rows) == ["error", "error", "ok", "skipped"]
+    ok = next(r for r in rows if r["status"] == "ok")
+    assert recovered[recovered.status == "ok"].p50_ms.item() == pytest.approx(ok["p50_ms"])
+    wrong = subprocess.run([*script, "--sweep", "0123", "--out", str(out)], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert wrong.returncode == 2 and "--sweep ['0123']: not in" in wrong.stderr and sweep in wrong.stderr
 
 
 def test_wrong_outputs_are_fail_accuracy_with_numbers_kept(setup, test_backends):

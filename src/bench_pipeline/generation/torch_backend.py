@@ -2,9 +2,12 @@
 eager on the static cache, and ``torch.compile`` on the static cache (Hugging Face's own recipe).
 
 HF's ``generate`` is the loop a user runs; a logits processor that changes nothing stamps each step
-(``steps.StepClock``). HF would compile the forward by itself on a GPU whenever the cache is static:
-``disable_compile`` keeps the eager static-cache variant eager, and the compiled variant compiles the
-forward once, itself, so its graph breaks and recompiles can be counted.
+(``steps.StepClock``). HF compiles the forward by itself on a GPU whenever the cache is static:
+``disable_compile`` keeps the eager static-cache variant eager, and the compiled variant hands HF a
+``CompileConfig``, so HF compiles the decode step and runs the prefill eagerly, as its users get it.
+(Compiling ``model.forward`` ourselves also compiled the prefill and, under CUDA graphs, broke on the
+H200: HF's wrapper read the prefill's output after a decode replay had overwritten it.) Dynamo's own
+counters give the graph breaks and recompiles either way.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class TorchGenerateRunner(CellRunner):
     syncs_inside = True
 
     def __init__(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], new_tokens: int, static: bool,
-                 device: torch.device):
+                 device: torch.device, compile_config: Any = None):
         from transformers import GenerationConfig, LogitsProcessorList
 
         self.model = model
@@ -55,7 +58,8 @@ class TorchGenerateRunner(CellRunner):
         # EOS ignored (none set, min = max): every backend generates exactly new_tokens tokens
         self.config = GenerationConfig(
             max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
-            pad_token_id=0, cache_implementation="static" if static else None, disable_compile=True,
+            pad_token_id=0, cache_implementation="static" if static else None,
+            disable_compile=compile_config is None, compile_config=compile_config,
         )
         self.log = GenerationLog()
         self.tokens: torch.Tensor | None = None
@@ -86,13 +90,13 @@ class TorchGenerateRunner(CellRunner):
 
 class TorchGenerateSession(Session):
     def __init__(self, model: torch.nn.Module, ctx: BackendContext, new_tokens: int, static: bool, setup_s: float,
-                 extra: dict[str, Any], compiled: bool = False):
+                 extra: dict[str, Any], compile_config: Any = None):
         self.model = model
         self.device = ctx.device
         self.vocab_size = ctx.model_info["vocab_size"]
         self.new_tokens = new_tokens
         self.static = static
-        self.compiled = compiled
+        self.compile_config = compile_config
         self.setup_s = setup_s
         self.costs = {}
         self.extra = extra
@@ -104,8 +108,8 @@ class TorchGenerateSession(Session):
 
     def prepare(self, inputs: dict[str, torch.Tensor], cell: Cell) -> CellRunner:
         runner = TorchGenerateRunner(self.model, {k: v.to(self.device) for k, v in inputs.items()}, self.new_tokens,
-                                     self.static, self.device)
-        if self.compiled:  # the first generation of this shape compiles: a cost of the cell, never timed
+                                     self.static, self.device, self.compile_config)
+        if self.compile_config is not None:  # the first generation of a shape compiles: a cost, never timed
             from torch._dynamo.utils import counters
 
             before = _dynamo_counts(counters)
@@ -163,8 +167,9 @@ class EagerGenerateBackend(Backend):
 
 
 class CompiledGenerateBackend(Backend):
-    """``torch.compile`` of the forward on the static cache; ``mode: reduce-overhead`` is CUDA graphs, which
-    only a GPU has: on CPU that variant runs in the default mode and its row says so."""
+    """``torch.compile`` of the decode step on the static cache, by HF's ``generate`` (``CompileConfig``);
+    ``mode: reduce-overhead`` is CUDA graphs, which only a GPU has: on CPU that variant runs in the
+    default mode and its row says so."""
 
     name = "dynamo"
 
@@ -174,12 +179,16 @@ class CompiledGenerateBackend(Backend):
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         model, setup_s = _load(ctx, precision)
         mode = options.get("mode", "reduce-overhead" if ctx.device.type == "cuda" else "default")
-        extra = {"kv_cache": "static (HF generate)", "compile_backend": options.get("backend", "inductor")}
+        from transformers import CompileConfig
+
+        extra = {"kv_cache": "static (HF generate)", "compile_backend": options.get("backend", "inductor"),
+                 "compiled": "decode step (HF generate: the prefill runs eager)"}
         if mode == "reduce-overhead" and ctx.device.type != "cuda":
             extra["compile_note"] = "mode reduce-overhead (CUDA graphs) needs a GPU: compiled in the default mode"
             mode = "default"
         extra["compile_mode"] = mode
-        model.forward = torch.compile(model.forward, backend=options.get("backend", "inductor"),
-                                      mode=None if mode == "default" else mode,
-                                      fullgraph=options.get("fullgraph", False))
-        return TorchGenerateSession(model, ctx, ctx.new_tokens, True, setup_s, extra, compiled=True)
+        compile_config = CompileConfig(backend=options.get("backend", "inductor"), mode=mode,
+                                       fullgraph=options.get("fullgraph", False))
+        if ctx.device.type != "cuda":  # HF auto-compiles on accelerators only; this flag is its switch for the rest
+            compile_config._compile_all_devices = True
+        return TorchGenerateSession(model, ctx, ctx.new_tokens, True, setup_s, extra, compile_config)

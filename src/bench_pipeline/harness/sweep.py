@@ -256,7 +256,7 @@ def _row_for(unit: Unit, cell: Cell, opened: dict[str, Any] | None, config: Benc
     failure = unit.failure or (opened if opened and opened["status"] != "open" else None)
     if failure:
         row = make_row(**base, **failure.get("costs", {}), status=failure["status"], reason=failure["reason"],
-                       extra=_json(failure.get("extra", {})))
+                       extra=_json(failure.get("extra", {}) | {"sweep_id": sweep_id}))
         return row, None
     return _measured_row(unit, cell, opened, config, sweep_id)
 
