@@ -9,8 +9,11 @@ whether both have the same cell set, and per cell both statuses and p50s with th
 intervals, and whether each p50 lies inside the other run's interval. Two runs of one machine
 still differ by their noise: a p50 outside the other's interval says so, it is not hidden.
 
-Exit status: 0 when the cell sets are equal and every cell measured in both agrees both ways,
-1 otherwise, 2 on bad input.
+Also per cell: the fan-out p50's difference from the plain one, and whether the two intervals overlap
+(a weaker check, reported beside the strict one, never instead of it).
+
+Exit status: 0 when the cell sets are equal and every cell measured in both agrees both ways (the strict
+check), 1 otherwise, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def inside(value: float, low: float, high: float) -> bool:
 
 def compare(plain: pd.DataFrame, fanout: pd.DataFrame) -> pd.DataFrame:
     """One row per cell of either table: statuses, p50s and intervals, and the two inclusion checks."""
-    both = plain.join(fanout, how="outer", lsuffix="_plain", rsuffix="_fanout")
+    both = plain.join(fanout, how="outer", suffixes=("_plain", "_fanout"))
     rows = []
     for key, r in both.iterrows():
         measured = r.status_plain in MEASURED and r.status_fanout in MEASURED
@@ -53,10 +56,19 @@ def compare(plain: pd.DataFrame, fanout: pd.DataFrame) -> pd.DataFrame:
             "p50 plain ms [95 %]": _p50(r, "plain"), "p50 fan-out ms [95 %]": _p50(r, "fanout"),
             "fan-out p50 in plain interval": _yes_no(measured, fan_in_plain),
             "plain p50 in fan-out interval": _yes_no(measured, plain_in_fan),
+            "fan-out vs plain": f"{r.p50_ms_fanout / r.p50_ms_plain - 1:+.1%}" if measured else "–",
+            "intervals overlap": _yes_no(measured, measured and _overlap(r)),
             "agrees": measured and fan_in_plain and plain_in_fan,
             "measured in both": measured,
         })
     return pd.DataFrame(rows)
+
+
+def _overlap(row: pd.Series) -> bool:
+    """The weaker check, beside the two above: two runs minutes apart drift by more than one run's interval of
+    its median, so a reader also sees whether the two intervals share any value."""
+    return bool(row.p50_ci_low_ms_plain <= row.p50_ci_high_ms_fanout
+                and row.p50_ci_low_ms_fanout <= row.p50_ci_high_ms_plain)
 
 
 def _p50(row: pd.Series, side: str) -> str:
@@ -79,7 +91,8 @@ def markdown(table: pd.DataFrame, plain: Path, fanout: Path) -> str:
         f"plain: `{plain}`  ", f"fan-out: `{fanout}`", "",
         f"- same cell set: {'yes' if only.empty else 'NO: ' + ', '.join(only['cell'])}",
         f"- measured in both: {len(measured)} of {len(table)} cells; "
-        f"each p50 inside the other run's 95 % interval: {int(measured['agrees'].sum())} of {len(measured)}", "",
+        f"each p50 inside the other run's 95 % interval: {int(measured['agrees'].sum())} of {len(measured)}; "
+        f"intervals overlap: {int((measured['intervals overlap'] == 'yes').sum())} of {len(measured)}", "",
         "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
     ]
     lines += ["| " + " | ".join("–" if pd.isna(v) else str(v) for v in row) + " |" for row in table[columns].values]

@@ -34,7 +34,8 @@ def test_same_cells_with_p50s_inside_each_others_intervals_agree(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     report = (tmp_path / "out/fanout_compare.md").read_text()
     assert "- same cell set: yes" in report and "inside the other run's 95 % interval: 2 of 2" in report
-    assert "| eager/default/fp32/1/128 | ok | ok | 1 [0.9, 1.1] | 1.05 [0.95, 1.2] | yes | yes |" in report
+    assert "| eager/default/fp32/1/128 | ok | ok | 1 [0.9, 1.1] | 1.05 [0.95, 1.2] | yes | yes | +5.0% | yes |" \
+        in report
 
 
 def test_a_missing_cell_and_a_p50_outside_the_other_interval_are_reported(tmp_path):
@@ -43,7 +44,15 @@ def test_a_missing_cell_and_a_p50_outside_the_other_interval_are_reported(tmp_pa
     assert done.returncode == 1
     report = (tmp_path / "out/fanout_compare.md").read_text()
     assert "- same cell set: NO: eager/default/fp32/32/128" in report
-    assert "| eager/default/fp32/1/128 | ok | ok | 1 [0.9, 1.1] | 1.5 [1.4, 1.6] | NO | NO |" in report
+    assert "| eager/default/fp32/1/128 | ok | ok | 1 [0.9, 1.1] | 1.5 [1.4, 1.6] | NO | NO | +50.0% | NO |" in report
+
+
+def test_overlapping_intervals_are_reported_beside_a_strict_disagreement(tmp_path):
+    done = compare(tmp_path, [("default", 1, "ok", 1.0, 0.98, 1.02)], [("default", 1, "ok", 1.03, 1.01, 1.05)])
+    assert done.returncode == 1  # the strict check decides the exit status
+    report = (tmp_path / "out/fanout_compare.md").read_text()
+    assert "interval: 0 of 1; intervals overlap: 1 of 1" in report
+    assert "| 1 [0.98, 1.02] | 1.03 [1.01, 1.05] | NO | NO | +3.0% | yes |" in report
 
 
 def test_a_file_that_is_not_a_results_table_is_refused(tmp_path):
