@@ -46,11 +46,11 @@ job() {
       keep_reporting "$dir"
       timed 60 compare "$dir" python3 benchmarks/fanout_compare.py "$dir/plain.csv" "$dir/fanout.csv" "$dir";;
     precisions)
-      timed 600 "gpu_precisions" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu_precisions
+      timed 900 "gpu_precisions" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu_precisions
       keep_reporting "$dir"
       timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table";;
     generate)
-      OUT=$dir PER_MODEL_TIMEOUT_S=420 timed 900 generate "$dir" bash benchmarks/gpu_generate.sh gpt2 llama-250m;;
+      OUT=$dir PER_MODEL_TIMEOUT_S=540 timed 1200 generate "$dir" bash benchmarks/gpu_generate.sh gpt2 llama-250m;;
     *) echo "unknown job $name; allowed: deberta fanout precisions generate" >> "$root/progress.txt";;
   esac
   cp "$dir/wall_times.txt" "$root/$name.wall" 2>/dev/null
