@@ -566,6 +566,25 @@ def test_latency_cells_print_p50_and_speedup_with_their_intervals_and_marks():
     assert "tensorrt" not in latency  # listed once under 'Not run here, and why'
 
 
+def test_a_speedup_not_paired_round_by_round_is_marked_so_wherever_it_is_printed():
+    """The sweep pairs rounds only where candidate and baseline counted the same rounds of one sweep; any other
+    speedup is a ratio of independently resampled medians, and the report must not call it paired."""
+    frame = one_cell(sure("onnxruntime", "cuda", "fp16", 1, 128, 1.0, 0.98, 1.03, 6.1, 5.8, 6.3,
+                          extra='{"speedup_paired": false}'),
+                     sure("dynamo", "inductor", "fp16", 1, 128, 2.0, 1.97, 2.04, 3.05, 2.9, 3.1,
+                          extra='{"speedup_paired": true}'))
+    markdown = reporting.markdown_summary(frame, GPU_ENV, BERT_BASE)
+    latency = markdown.split("## Latency (p50)")[1].split("\n## ")[0]
+    assert "1.00 ms [0.980–1.03] · 6.10× [5.80–6.30]°" in latency
+    assert "2.00 ms [1.97–2.04] · 3.05× [2.90–3.10] |" in latency  # paired: no mark
+    assert "paired round by round unless marked °" in latency and "° a speedup not paired round by round" in latency
+    assert "6.10× [5.80–6.30]° (onnxruntime" in markdown  # the headline's best speedup carries it too
+    heatmap, _ = reporting.speedup_heatmap(frame, GPU_ENV, BERT_BASE)
+    ort = next(ax for ax in heatmap.axes if ax.get_title() == "onnxruntime:cuda fp16")
+    assert "6.10×°\n[5.80–6.30]\n1.00 ms" in [t.get_text() for t in ort.texts]
+    assert "° a speedup not paired round by round" in heatmap.texts[-1].get_text()
+
+
 def test_report_leads_with_the_answer_and_ends_with_the_collapsed_environment():
     frame = issue10_frame()
     figures, notes = reporting.draw_all(frame, ISSUE10_ENV, BERT_BASE)

@@ -26,9 +26,12 @@ from bench_pipeline.reporting.tables import (
     CONFIG,
     COST_COLUMNS,
     MARK_LEGENDS,
+    UNPAIRED_LEGEND,
+    UNPAIRED_MARK,
     add_speedup,
     break_even,
     check_frame,
+    extra_of,
     has_values,
     marks_of,
     not_run_configs,
@@ -135,6 +138,7 @@ def _heatmap_footnote(marks: str, intervals: bool, not_run: pd.DataFrame) -> str
              + "Grey hatched: no valid result (status shown; fail_accuracy: its speedup in brackets). "
              "Amber hatched: unstable, never a winner (its speedup in brackets)."]
     lines += [f"{legend}." for mark, legend in MARK_LEGENDS.items() if mark in marks]
+    lines += [f"{UNPAIRED_LEGEND}."] if UNPAIRED_MARK in marks else []
     if not not_run.empty:
         names = ", ".join(config_label(*key) for key in not_run[CONFIG].itertuples(index=False))
         lines.append(f"Not run here (the report says why): {names}.")
@@ -149,7 +153,7 @@ def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> str:
             return ""
         red, green, blue, _ = cmap(norm(row.speedup))
         ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-        marks = marks_of(row)
+        marks = marks_of(row) + (UNPAIRED_MARK if extra_of(row).get("speedup_paired") is False else "")
         text = f"{row.speedup:.2f}×{marks}"
         if not (pd.isna(row.speedup_ci_low) or pd.isna(row.speedup_ci_high)):
             text += f"\n[{row.speedup_ci_low:.2f}–{row.speedup_ci_high:.2f}]"

@@ -13,13 +13,15 @@ from typing import Any
 import pandas as pd
 
 from bench_pipeline.harness.status import Status
-from bench_pipeline.reporting.formatting import config_label, fmt, fmt_ci, fmt_ms, fmt_speedup
+from bench_pipeline.reporting.formatting import config_label, fmt, fmt_ci, fmt_ms
+from bench_pipeline.reporting.tables import UNPAIRED_MARK, speedup_text
 
 GENERATION_TEXT = (
     "One call is one greedy generation of {new_tokens} new tokens (EOS ignored, so every backend does the same "
     "work) after a prompt of the cell's length. TTFT: time to first token (prefill); per token: the decode steps "
     "after it; tokens/s: generated tokens of the whole batch per second of a generation; speedup: end-to-end over "
-    "FP32 eager with the dynamic cache, paired round by round. Brackets: bootstrap 95 % intervals. Parity: "
+    f"FP32 eager with the dynamic cache, paired round by round unless marked {UNPAIRED_MARK}. Brackets: bootstrap "
+    "95 % intervals. Parity: "
     "'ids match' or the first step where the greedy ids part from FP32 eager's."
 )
 
@@ -41,7 +43,7 @@ def generation_table(table: pd.DataFrame) -> pd.DataFrame:
         "p90 / p99 ms": f"{fmt(row.tpot_p90_ms, '.3g')} / {fmt(row.tpot_p99_ms, '.3g')}",
         "end-to-end p50 ms": fmt_ci(row.p50_ms, row.p50_ci_low_ms, row.p50_ci_high_ms, fmt_ms),
         "tokens/s": fmt(row.throughput_tok_s, ",.0f"),
-        "speedup": fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high),
+        "speedup": speedup_text(row),
         "KV cache": row.kv_cache or "",
         "parity": _parity(row),
         "status": str(row.status),

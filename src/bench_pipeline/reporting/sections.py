@@ -7,7 +7,6 @@ only lay them out.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import pandas as pd
 from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import device_name
-from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms, fmt_speedup
+from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms
 from bench_pipeline.reporting.generation import (
     GENERATION_TEXT,
     generation_table,
@@ -37,8 +36,11 @@ from bench_pipeline.reporting.tables import (
     NONE,
     TIE,
     UNKNOWN,
+    UNPAIRED_LEGEND,
+    UNPAIRED_MARK,
     add_speedup,
     break_even,
+    extra_of,
     failures,
     is_dispatch_bound,
     marks_of,
@@ -46,6 +48,7 @@ from bench_pipeline.reporting.tables import (
     ordered_configs,
     results_table,
     rows_of,
+    speedup_text,
     unstable_cells,
     winners,
     without_configs,
@@ -55,6 +58,7 @@ HEATMAP = "speedup_heatmap.png"
 OTHER_FIGURES = ("latency_vs_batch.png", "cost_break_even.png")
 LEGEND = "; ".join([
     *MARK_LEGENDS.values(),
+    UNPAIRED_LEGEND,
     "unstable: the rounds disagreed or something competed for the machine (see 'Unstable cells')",
 ]) + "."
 
@@ -98,7 +102,7 @@ def headline(df: pd.DataFrame) -> str:
     best = ok.loc[ok["speedup"].idxmax()]
     config = config_label(best["backend"], best["variant"], best["precision"])
     where = f"{config} at {cell_label(best['batch'], best['seq'])}"
-    speedup = fmt_speedup(best["speedup"], best["speedup_ci_low"], best["speedup_ci_high"])
+    speedup = speedup_text(best)
     text += f" Best trustworthy speedup over FP32 eager: {speedup} ({where})."
     if counts.get(Status.UNSTABLE):
         text += f" {counts['unstable']} unstable cell(s) are left out of it and of the winners."
@@ -155,7 +159,7 @@ def _pivot(df: pd.DataFrame, text_of: Callable[[Any], str]) -> pd.DataFrame:
 def _measured_on(row: Any) -> str:
     """Where a fanned-out cell was measured (``fanout`` stamps host, GPU id and NVML UUID into
     ``extra``); empty for a cell of a plain run."""
-    extra = json.loads(row.extra) if isinstance(row.extra, str) and row.extra else {}
+    extra = extra_of(row)
     if "shard" not in extra:
         return ""
     if not extra.get("gpu_id"):
@@ -168,7 +172,7 @@ def _latency_text(row: Any) -> str:
         marks = marks_of(row)
         latency = fmt_ci(row.p50_ms, getattr(row, "p50_ci_low_ms", None), getattr(row, "p50_ci_high_ms", None),
                          fmt_ms, " ms")
-        speedup = fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
+        speedup = speedup_text(row)
         text = latency + marks + (f" · {speedup}" if speedup else "")
         return f"unstable: {text}" if row.status == Status.UNSTABLE else text
     if row.status == Status.FAIL_ACCURACY and not pd.isna(row.p50_ms):
@@ -189,7 +193,7 @@ def _gain_and_cost_text(row: Any) -> str:
     """Speed gained and accuracy paid in one place: the speedup over FP32 eager beside cosine and max abs."""
     if row.status not in MEASURED:
         return str(row.status)
-    speedup = fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high) or "no speedup"
+    speedup = speedup_text(row) or "no speedup"
     text = f"{speedup} · cos {fmt(row.cosine, '.4f')} · maxΔ {fmt(row.max_abs, '.1e')}"
     return f"{row.status}: {text}" if row.status != Status.OK else text
 
@@ -211,7 +215,7 @@ def _winner_table(table: pd.DataFrame) -> pd.DataFrame:
             "batch × seq": cell_label(row.batch, row.seq),
             "winner": _winner_text(row),
             "p50 (ms)": fmt_ci(row.p50_ms, row.p50_ci_low_ms, row.p50_ci_high_ms, fmt_ms),
-            "speedup over FP32 eager": fmt_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high),
+            "speedup over FP32 eager": speedup_text(row),
         }
         if with_roofline:
             line["% of roofline"] = fmt(row.roofline_pct, ".1f")
@@ -327,7 +331,8 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
         sections.append(Section(
             "Latency (p50) and speedup over FP32 eager",
             "p50 latency per call in ms and its speedup over FP32 eager (eager/default/fp32) at the same cell, paired "
-            "round by round, with bootstrap 95 % intervals in brackets; a number without brackets has no recorded "
+            f"round by round unless marked {UNPAIRED_MARK}, with bootstrap 95 % intervals in brackets; a number "
+            "without brackets has no recorded "
             "interval (older results: the speedup is the ratio of p50s). " + LEGEND
             + " Other entries give the status.",
             _pivot(shown, _latency_text),

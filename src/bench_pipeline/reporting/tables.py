@@ -7,6 +7,7 @@ and HTML reports and the MLflow metrics all read the same numbers.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ import pandas as pd
 
 from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.harness.status import Status
-from bench_pipeline.reporting.formatting import cell_label, config_label
+from bench_pipeline.reporting.formatting import cell_label, config_label, fmt_speedup
 from bench_pipeline.reporting.roofline import add_roofline
 
 # The reference every speedup is measured against: what a user gets without trying.
@@ -244,6 +245,27 @@ MARK_LEGENDS = {
     DISPATCH_MARK: f"{DISPATCH_MARK} dominated by host dispatch: the GPU waited for the host for more than "
     f"{100 * DISPATCH_BOUND:.0f} % of each call",
 }
+
+
+# A speedup's own mark: the sweep pairs candidate and baseline round by round where both counted the same rounds
+# of one sweep; otherwise (``extra.speedup_paired`` false) it resamples each side on its own.
+UNPAIRED_MARK = "°"
+UNPAIRED_LEGEND = (f"{UNPAIRED_MARK} a speedup not paired round by round (the cell and the FP32 eager baseline "
+                   "counted different rounds, or come from different sweeps): the ratio of the two medians, "
+                   "its interval from resampling each on its own")
+
+
+def extra_of(row: Any) -> dict[str, Any]:
+    """A row's ``extra`` JSON as a dict ({} where there is none)."""
+    extra = getattr(row, "extra", None)
+    return json.loads(extra) if isinstance(extra, str) and extra else {}
+
+
+def speedup_text(row: Any) -> str:
+    """A row's speedup over FP32 eager with its interval ('' where none), marked where it is not paired."""
+    text = fmt_speedup(getattr(row, "speedup", None), getattr(row, "speedup_ci_low", None),
+                       getattr(row, "speedup_ci_high", None))
+    return text + UNPAIRED_MARK if text and extra_of(row).get("speedup_paired") is False else text
 
 
 def marks_of(row: Any) -> str:
