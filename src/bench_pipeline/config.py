@@ -230,6 +230,7 @@ class BenchmarkConfig(_Strict):
     # "none": every unit in this process, all open at once (an explicit choice, for debugging).
     isolation: Literal["none", "process"] = "process"
     cell_timeout_s: PositiveFloat | None = None
+    open_timeout_s: PositiveFloat | None = None  # a worker that loads/compiles longer: its cells are `timeout`
     scale: ScaleSpec = Field(default_factory=ScaleSpec)  # fan-out over GPUs and hosts on Dask (fanout/)
 
     @field_validator("device")
@@ -302,11 +303,13 @@ class BenchmarkConfig(_Strict):
 
     @model_validator(mode="after")
     def _timeout_needs_isolation(self) -> BenchmarkConfig:
-        if self.cell_timeout_s is not None and self.isolation != "process":
-            raise ValueError(
-                f"cell_timeout_s={self.cell_timeout_s} needs isolation: process (a cell in this process cannot be "
-                "stopped from outside); set isolation: process or remove cell_timeout_s"
-            )
+        for name in ("cell_timeout_s", "open_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and self.isolation != "process":
+                raise ValueError(
+                    f"{name}={value} needs isolation: process (work in this process cannot be stopped from "
+                    f"outside); set isolation: process or remove {name}"
+                )
         return self
 
     @model_validator(mode="after")

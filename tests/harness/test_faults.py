@@ -31,6 +31,8 @@ class FaultyBackend(Backend):
     name = "faulty"
 
     def open(self, ctx, variant, precision, options):
+        if options["fault"] == "hang_open":  # a load or compile that never ends
+            time.sleep(3600)
         session = EagerBackend().open(ctx, variant, precision, {})
         session.extra["torch_threads"] = torch.get_num_threads()  # as the process that runs the cell sees it
         prepare = session.prepare
@@ -91,6 +93,14 @@ def test_a_hang_past_the_cell_timeout_is_a_timeout_cell_and_later_cells_run(setu
     assert time.monotonic() - started < 120
 
 
+def test_a_worker_that_never_opens_is_killed_at_the_open_timeout_and_its_cells_say_so(setup):
+    started = time.monotonic()
+    rows = sweep(setup, {"fault": "hang_open"}, isolation="process", open_timeout_s=15)
+    assert {r["status"] for r in rows.values()} == {"timeout"} and len(rows) == 3
+    assert all("had not opened (loaded, compiled) within open_timeout_s=15.0 s" in r["reason"] for r in rows.values())
+    assert time.monotonic() - started < 90
+
+
 def test_out_of_memory_is_an_oom_cell_and_later_cells_run(setup):
     rows = sweep(setup, {"fault": "allocate", "allocate_gib": 4096})
     assert rows[(1, 32)]["status"] == "oom"
@@ -107,6 +117,8 @@ def test_out_of_memory_in_a_worker_is_recorded_the_same_way(setup):
 def test_cell_timeout_without_isolation_is_a_config_error():
     with pytest.raises(ValueError, match="cell_timeout_s=5.0 needs isolation: process"):
         BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, isolation="none", cell_timeout_s=5)
+    with pytest.raises(ValueError, match="open_timeout_s=5.0 needs isolation: process"):
+        BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}, isolation="none", open_timeout_s=5)
 
 
 def test_a_worker_process_uses_the_configured_thread_count(setup):

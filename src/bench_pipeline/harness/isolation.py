@@ -30,7 +30,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 class LocalUnit:
     """The unit's session in this process (``isolation: none``): no protection, no fresh start."""
 
-    def __init__(self, payload: dict[str, Any], timeout_s: float | None = None):
+    def __init__(self, payload: dict[str, Any], timeout_s: float | None = None, open_timeout_s: float | None = None):
         self.session = UnitSession(payload)
 
     def open(self) -> dict[str, Any]:
@@ -46,9 +46,10 @@ class LocalUnit:
 class WorkerUnit:
     """The unit's session in its own worker process, driven over a pipe."""
 
-    def __init__(self, payload: dict[str, Any], timeout_s: float | None = None):
+    def __init__(self, payload: dict[str, Any], timeout_s: float | None = None, open_timeout_s: float | None = None):
         self.payload = payload
         self.timeout_s = timeout_s
+        self.open_timeout_s = open_timeout_s
         self.process: Any = None
         self.conn: Any = None
         self._start()
@@ -61,7 +62,14 @@ class WorkerUnit:
 
     def open(self) -> dict[str, Any]:
         """Wait for the worker to open its session (it started at construction, so several
-        workers load and compile at once; none is timed before every unit is open)."""
+        workers load and compile at once; none is timed before every unit is open). A worker that
+        has not opened ``open_timeout_s`` after being asked is killed: its unit's cells are ``timeout``
+        rows instead of a sweep that waits forever."""
+        if not self.conn.poll(self.open_timeout_s):
+            self.process.kill()
+            self._forget()
+            return {"status": Status.TIMEOUT, "reason": "the worker had not opened (loaded, compiled) within "
+                    f"open_timeout_s={self.open_timeout_s} s; it was killed"}
         try:
             return self.conn.recv()
         except EOFError:

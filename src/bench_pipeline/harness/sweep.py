@@ -194,7 +194,7 @@ def _open_all(units: list[Unit], config: BenchmarkConfig) -> dict[Unit, dict[str
     """Start every unit's worker at once (they load and compile side by side), then wait for each."""
     kind = WorkerUnit if config.isolation == "process" else LocalUnit
     for unit in units:
-        unit.worker = kind(unit.payload, config.cell_timeout_s)
+        unit.worker = kind(unit.payload, config.cell_timeout_s, config.open_timeout_s)
     opened = {}
     for unit in units:
         started = time.perf_counter()
