@@ -48,22 +48,36 @@ def dispatch_share(
 
     The GPU-only time is measured by holding the stream in a spin kernel (``torch.cuda._sleep``)
     long enough for the host to enqueue the whole call behind it, so its kernels then run back to
-    back. A runner that synchronizes inside its call cannot be queued that way; it then reads
-    as not dispatch-bound (a share near 0), never as more bound than it is.
+    back. A call that synchronizes inside (HF's eager BERT checks its attention mask on the host)
+    cannot be queued that way; its share is None (see ``share_from``).
     """
     stream = stream or torch.cuda.current_stream(device)
-    cycles = int(_cycles_per_ms(stream) * (3 * p50_ms + 1))
-    gpu_only = []
+    spin_ms = 3 * p50_ms + 1
+    cycles = int(_cycles_per_ms(stream) * spin_ms)
+    gpu_only, host = [], []
     for _ in range(calls):
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         with torch.cuda.stream(stream):
             torch.cuda._sleep(cycles)
         begin.record(stream)
+        started = time.perf_counter()
         fn()
+        host.append((time.perf_counter() - started) * 1e3)
         end.record(stream)
         end.synchronize()
         gpu_only.append(begin.elapsed_time(end))
-    return float(min(1.0, max(0.0, 1 - np.median(gpu_only) / p50_ms)))
+    return share_from(gpu_only, host, p50_ms, spin_ms)
+
+
+def share_from(gpu_only_ms: list[float], host_ms: list[float], p50_ms: float, spin_ms: float) -> float | None:
+    """The share from the probe's timings, or None where the call did not return to the host until the spin
+    was mostly over: it waited for the GPU inside, so its kernels after that wait were never queued and the
+    "GPU-only" time holds host gaps. (Before, such a call read 0.0, "not dispatch-bound": eager BERT-base at
+    1x128 on the H200, 4.5 ms a call and launch-bound by every other measure, had a share of 0.) A call that
+    queues freely returns after its host time, at most about p50; one that waits returns after the spin."""
+    if float(np.median(host_ms)) > (p50_ms + spin_ms) / 2:
+        return None
+    return float(min(1.0, max(0.0, 1 - float(np.median(gpu_only_ms)) / p50_ms)))
 
 
 def _cycles_per_ms(stream: torch.cuda.Stream) -> float:
