@@ -46,16 +46,16 @@ def _ci(value: float, low: float, high: float, digits: int = 3, unit: str = "") 
 
 
 def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> tuple[pd.DataFrame, list[str]]:
-    peak = gpu_peak(gpu_name) or gpu_peak("H200")
+    peak = gpu_peak(gpu_name)  # no assumed peak: a share of another GPU's roofline would be a wrong number
     measured = results[results["status"].isin(["ok", "unstable", "fail_accuracy"])]
     fp16 = measured[(measured["precision"] == "fp16") & (measured["status"] == "ok")]
-    rows, notes = [], [f"GPU peaks: {peak.name}, FP16 dense {peak.fp16_tflops:g} TFLOP/s"
-                       + ("" if gpu_peak(gpu_name) else f" (assumed: GPU {gpu_name!r} not in the table)")]
+    rows, notes = [], [f"GPU peaks: {peak.name}, FP16 dense {peak.fp16_tflops:g} TFLOP/s" if peak else
+                       f"GPU {gpu_name!r} is not in the peak table (reporting/roofline.py): no roofline bound or share"]
     # older results have no intervals: their columns read empty
     results = results.reindex(columns=[*results.columns, *[c for c in INTERVALS if c not in results.columns]])
     for r in results.sort_values(["batch", "seq", "precision", "backend", "variant"]).itertuples():
         flops = forward_flops(model_info, int(r.batch), int(r.seq))
-        bound_ms = 1e3 * flops / (peak.fp16_tflops * 1e12)
+        bound_ms = 1e3 * flops / (peak.fp16_tflops * 1e12) if peak else math.nan
         cell_fp16 = fp16[(fp16["batch"] == r.batch) & (fp16["seq"] == r.seq)]
         eager16 = cell_fp16[cell_fp16["backend"] == "eager"]["p50_ms"]
         ok = r.status in ("ok", "unstable", "fail_accuracy") and not pd.isna(r.p50_ms)
@@ -68,13 +68,13 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
             "× FP16 eager": f"{eager16.iloc[0] / r.p50_ms:.2f}" if ok and len(eager16) else "",
             "× best FP16": f"{cell_fp16['p50_ms'].min() / r.p50_ms:.2f}" if ok and len(cell_fp16) else "",
             "cosine": f"{r.cosine:.5f}" if ok else "", "max abs": f"{r.max_abs:.2e}" if ok else "",
-            "FP16 bound ms": f"{bound_ms:.2f}",
-            "% FP16 roofline": f"{100 * bound_ms / r.p50_ms:.1f}" if ok else "",
+            "FP16 bound ms": f"{bound_ms:.2f}" if peak else "",
+            "% FP16 roofline": f"{100 * bound_ms / r.p50_ms:.1f}" if ok and peak else "",
             "_p50": r.p50_ms if ok else math.nan, "_bound": bound_ms, "_ok": r.status == "ok",
         })
     table = pd.DataFrame(rows)
     largest = table[table["cell"] == f"{results['batch'].max()}x{results['seq'].max()}"]
-    if len(largest):
+    if len(largest) and peak:
         bound = largest["_bound"].iloc[0]
         limits = [("this formula", bound / SHARE)]
         notes.append(f"largest cell {largest['cell'].iloc[0]}: FP16 bound {bound:.2f} ms by this formula "

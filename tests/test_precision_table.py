@@ -48,3 +48,21 @@ def test_table_names_the_cell_that_passes_60_percent_and_gives_the_bound(tmp_pat
     assert round(table.loc["dynamo/inductor/fp8", "% FP16 roofline"], 1) == 62.5
     assert table.loc["onnxruntime/tensorrt-ep/int8", "status"] == "skipped"
     assert "TensorrtExecutionProvider is installed but did not load" in (tmp_path / "out" / "precisions.md").read_text()
+
+
+def test_a_gpu_without_a_known_peak_gets_no_roofline_share_rather_than_another_gpus(tmp_path):
+    to_frame([row("eager", "default", "fp32", 69.9), row("eager", "default", "fp16", 8.0)]).to_csv(
+        tmp_path / "results.csv", index=False)
+    (tmp_path / "model_info.json").write_text(json.dumps(BERT_BASE))
+    (tmp_path / "environment.json").write_text(json.dumps({"gpu.name": "NVIDIA Imaginary X1"}))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/precision_table.py", "--results", str(tmp_path / "results.csv"),
+         "--model-info", str(tmp_path / "model_info.json"), "--environment", str(tmp_path / "environment.json"),
+         "--out", str(tmp_path / "out")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )
+    assert "GPU 'NVIDIA Imaginary X1' is not in the peak table (reporting/roofline.py): no roofline" in done.stdout
+    assert "passes 60 %" not in done.stdout
+    table = pd.read_csv(tmp_path / "out" / "precisions.csv")
+    assert table["% FP16 roofline"].isna().all() and table["FP16 bound ms"].isna().all()
+    assert table["× FP16 eager"].notna().all()  # the measured ratios stay

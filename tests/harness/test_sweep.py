@@ -146,7 +146,8 @@ def test_failures_become_rows_and_the_sweep_goes_on(setup, test_backends):
 
 def test_a_sweep_stopped_before_its_report_is_recovered_from_the_journal_alone(setup, test_backends, tmp_path):
     """benchmarks/journal_results.py: every row of one sweep, as the sweep wrote it (skips and errors too, each
-    labelled with its sweep), and a second sweep of the same config kept apart, not merged."""
+    labelled with its sweep), and a second sweep of the same config kept apart, not merged; journal_rounds.py
+    gives one sweep's rounds alone."""
     ctx, reference = setup
     config = config_for({"flaky": {"variants": [{"name": "broken"}, {"name": "default"}]}})
     journal = Journal(tmp_path / "journal" / "flaky.jsonl")
@@ -175,6 +176,13 @@ def test_a_sweep_stopped_before_its_report_is_recovered_from_the_journal_alone(s
     wrong = subprocess.run([*script, "--sweep", "0123", "--out", str(out)], capture_output=True, text=True, env=env,
                            timeout=120)
     assert wrong.returncode == 2 and "--sweep ['0123']: not in" in wrong.stderr and sweep in wrong.stderr
+    rounds = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks/journal_rounds.py"), "--journal",
+                             str(tmp_path / "journal"), "--sweep", sweeps[0][0]], capture_output=True, text=True,
+                            env=env, timeout=120)
+    lines = [line for line in rounds.stdout.splitlines() if "| flaky/default/fp32 |" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"| {sweeps[0][0]} | b2_s32 |"), rounds.stdout + rounds.stderr
+    first_ok = next(r for r in sweeps[0][1] if r["status"] == "ok")
+    assert len(lines[0].split(" | ")[4].split(", ")) == first_ok["rounds"]  # that sweep's rounds, not both sweeps'
 
 
 def test_wrong_outputs_are_fail_accuracy_with_numbers_kept(setup, test_backends):
