@@ -41,19 +41,27 @@ def round_spread(rounds: list[np.ndarray]) -> float:
     return (max(medians) - min(medians)) / float(np.median(medians))
 
 
-def agreeing_rounds(rounds: dict[int, np.ndarray], count: int) -> list[int]:
-    """The ``count`` rounds whose medians lie closest together (all of them if there are no more).
+def agreeing_rounds(rounds: dict[int, np.ndarray], count: int, max_spread: float | None = None) -> list[int]:
+    """The rounds that agree: the ``count`` whose medians lie closest together (all of them if there are no
+    more), widened to every further round that keeps their spread within ``max_spread``.
 
     A retried cell has more rounds than it needs; an outlying round (a burst of load, the first
-    round of a cold process) is then left out instead of averaged in. The rounds left out stay on
-    record (journal, raw times); only the agreeing ones count.
+    round of a cold process) is then left out instead of averaged in, while a round that agrees is
+    counted, not set aside (a stable baseline re-measured beside every retry kept 3 of 5 rounds and
+    was marked as having set rounds aside). The rounds left out stay on record (journal, raw
+    times); only the agreeing ones count.
     """
     if len(rounds) <= count:
         return sorted(rounds)
     ordered = sorted(rounds, key=lambda r: float(np.median(rounds[r])))
     medians = [float(np.median(rounds[r])) for r in ordered]
     start = min(range(len(ordered) - count + 1), key=lambda i: medians[i + count - 1] - medians[i])
-    return sorted(ordered[start : start + count])
+    end = start + count
+    if max_spread is not None and round_spread([rounds[r] for r in ordered[start:end]]) <= max_spread:
+        windows = [(i, j) for i in range(len(ordered)) for j in range(i + count, len(ordered) + 1)
+                   if round_spread([rounds[r] for r in ordered[i:j]]) <= max_spread]
+        start, end = max(windows, key=lambda w: (w[1] - w[0], -(medians[w[1] - 1] - medians[w[0]])))
+    return sorted(ordered[start:end])
 
 
 def faster_round_left_out(rounds: dict[int, np.ndarray], counted: list[int], max_spread: float) -> float | None:

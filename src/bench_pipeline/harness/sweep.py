@@ -239,7 +239,7 @@ def _settled(rounds: dict[int, dict[str, Any]], config: BenchmarkConfig) -> bool
     clean = _clean(rounds)
     if len(clean) < config.rounds.count:
         return False
-    ids = agreeing_rounds(clean, config.rounds.count)
+    ids = agreeing_rounds(clean, config.rounds.count, config.rounds.max_spread)
     return (round_spread([clean[r] for r in ids]) <= config.rounds.max_spread
             and faster_round_left_out(clean, ids, config.rounds.max_spread) is None)
 
@@ -274,7 +274,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
     fields |= next(iter(measured.values()))["cell_costs"]
     all_rounds = {r: res["times_ms"] for r, res in measured.items()}
     clean = _clean(measured)
-    counted_ids = agreeing_rounds(clean or all_rounds, config.rounds.count)
+    counted_ids = agreeing_rounds(clean or all_rounds, config.rounds.count, config.rounds.max_spread)
     counted = [all_rounds[r] for r in counted_ids]
     first = measured[min(measured)]
     parity = first["parity"] or {}  # compared once, on the cell's first round in its worker
