@@ -1,7 +1,7 @@
 """Fidelity check: do a sweep's numbers hold when a cell is measured alone?
 
     python benchmarks/fidelity.py [--results data/08_reporting/results.parquet] [--out DIR]
-                                  [--cells eager/default/fp32/b1_s128 onnxruntime/cuda/fp16/b8_s512 ...]
+                                  [--cells eager/default/fp32/b1_s128 onnxruntime/cuda/fp16/b8_s512 ... | --all]
                                   [--list]   (only print the cells it would check)
 
 Run it in the project that made the results, after the sweep. Each picked cell is measured
@@ -12,7 +12,8 @@ when within ±5 % or when the alone p50 is inside the sweep's 95 % interval (``p
 
 Default cells: the smallest and largest ``ok`` cell (by batch × seq) of eager FP32 and of eager
 FP16, and of every other backend the smallest and largest ``ok`` cell, there its fastest
-variant/precision (the number a reader quotes). TensorRT cells are reported "not checked".
+variant/precision (the number a reader quotes). ``--all``: every ``ok`` cell (issue 10's must-show).
+TensorRT cells are reported "not checked".
 
 Exit status: 0 when every checked cell agrees, 1 when any disagrees or could not be measured,
 2 on bad input (unknown cell, missing file).
@@ -56,7 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="the project that made the results")
     parser.add_argument("--results", type=Path, default=Path("data/08_reporting/results.parquet"),
                         help="results table, .parquet or .csv (relative to --project)")
-    parser.add_argument("--cells", nargs="+", metavar="BACKEND/VARIANT/PRECISION/bB_sS")
+    cells = parser.add_mutually_exclusive_group()
+    cells.add_argument("--cells", nargs="+", metavar="BACKEND/VARIANT/PRECISION/bB_sS")
+    cells.add_argument("--all", action="store_true", help="every ok cell of the results")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls first")
     parser.add_argument("--calls", type=int, default=100, help="timed calls per repeat")
     parser.add_argument("--repeats", type=int, default=5, help="repeats; alone p50 = median of their medians")
@@ -71,8 +74,10 @@ def name_of(row: Any) -> str:
     return f"{row.backend}/{row.variant}/{row.precision}/{cell_name(row.batch, row.seq)}"
 
 
-def pick_cells(results: pd.DataFrame, specs: list[str] | None) -> pd.DataFrame:
-    """The rows to check: the ones named (each must exist and be ok), or the default pick."""
+def pick_cells(results: pd.DataFrame, specs: list[str] | None, every_ok: bool = False) -> pd.DataFrame:
+    """The rows to check: every ok one, the ones named (each must exist and be ok), or the default pick."""
+    if every_ok:
+        return results[results.status == "ok"].sort_values(["backend", "variant", "precision", "batch", "seq"])
     if not specs:
         return default_cells(results)
     names = results.apply(name_of, axis=1)
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path = project / args.results
     try:
         results = load_results(results_path)
-        cells = pick_cells(results, args.cells)
+        cells = pick_cells(results, args.cells, args.all)
         if args.list:
             print("\n".join(cells.apply(name_of, axis=1)))
             return 0

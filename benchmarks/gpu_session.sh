@@ -9,6 +9,10 @@
 #   fanout      issue 13: the eager BERT-base sweep at seq 128 plainly, then with one Dask GPU worker; fanout_compare.py
 #   precisions  issue 15: --env gpu_precisions, then precision_table.py
 #   generate    issue 14: benchmarks/gpu_generate.sh gpt2 llama-250m
+#   sweep       issue 10: the default `--env gpu` sweep (~20 min), then fidelity.py on every ok cell
+#   journal     unpack the 2026-12-02 session's journal (its finished precision and generation cells are reused
+#               where config, versions and artifacts hash the same); put it first, and never before `sweep`,
+#               whose must-show is one fresh sweep
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -51,7 +55,15 @@ job() {
       timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table";;
     generate)
       OUT=$dir PER_MODEL_TIMEOUT_S=540 timed 1200 generate "$dir" bash benchmarks/gpu_generate.sh gpt2 llama-250m;;
-    *) echo "unknown job $name; allowed: deberta fanout precisions generate" >> "$root/progress.txt";;
+    sweep)
+      timed 1500 "gpu sweep" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu
+      keep_reporting "$dir"
+      timed 600 fidelity "$dir" python3 benchmarks/fidelity.py --all --warmup 20 --calls 50 --repeats 3 \
+        --out "$dir/fidelity";;
+    journal)
+      mkdir -p data/07_model_output
+      timed 60 unpack "$dir" tar xzf benchmarks/results/2026-12-02-h200-session/journal.tgz -C data/07_model_output;;
+    *) echo "unknown job $name; allowed: deberta fanout precisions generate sweep journal" >> "$root/progress.txt";;
   esac
   cp "$dir/wall_times.txt" "$root/$name.wall" 2>/dev/null
   echo "== $name done $(date -u +%T)" >> "$root/progress.txt"

@@ -68,6 +68,17 @@ def test_default_pick_is_eager_fp32_fp16_and_each_backends_fastest_at_the_smalle
     ]  # TensorRT: no ok cell in those results
 
 
+def test_all_picks_every_ok_cell_and_only_those():
+    gpu = "benchmarks/results/2026-12-02-h200-isolated/results.csv"
+    done = fidelity(PROJECT_ROOT, "--results", gpu, "--all", "--list")
+    assert done.returncode == 0, done.stderr
+    results = pd.read_csv(PROJECT_ROOT / gpu)
+    ok = results[results.status == "ok"]
+    assert len(done.stdout.split()) == len(ok) == 30
+    assert "eager/default/fp16/b1_s512" in done.stdout.split()  # ok there; its unstable neighbours are not listed
+    assert "eager/default/fp32/b1_s128" not in done.stdout.split()
+
+
 def test_bad_cells_are_refused_naming_what_is_allowed(two_eager_ort_runs):
     done = fidelity(two_eager_ort_runs, "--cells", "eager/default/fp32/b9_s16")
     assert done.returncode == 2
