@@ -23,21 +23,26 @@ def row(backend, variant, precision, p50, status="ok", **extra):
                     speedup=69.9 / p50, cosine=0.99, max_abs=0.5, **extra)
 
 
+def precision_table(tmp_path, rows, gpu_name) -> subprocess.CompletedProcess:
+    """The script as the lead runs it, on ``rows`` measured on ``gpu_name``; its table lands in tmp_path/out."""
+    to_frame(rows).to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "model_info.json").write_text(json.dumps(BERT_BASE))
+    (tmp_path / "environment.json").write_text(json.dumps({"gpu.name": gpu_name}))
+    return subprocess.run(
+        [sys.executable, "benchmarks/precision_table.py", "--results", str(tmp_path / "results.csv"),
+         "--model-info", str(tmp_path / "model_info.json"), "--environment", str(tmp_path / "environment.json"),
+         "--out", str(tmp_path / "out")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )
+
+
 def test_table_names_the_cell_that_passes_60_percent_and_gives_the_bound(tmp_path):
     rows = [row("eager", "default", "fp32", 69.9), row("eager", "default", "fp16", 8.0),
             row("dynamo", "inductor", "fp8", 5.0), row("onnxruntime", "cuda", "int8", 6.0),
             row("onnxruntime", "cuda", "tf32", 4.0, status="unstable"),
             make_row(model="bert", backend="onnxruntime", variant="tensorrt-ep", precision="int8", batch=32, seq=512,
                      status="skipped", reason="TensorrtExecutionProvider is installed but did not load")]
-    to_frame(rows).to_csv(tmp_path / "results.csv", index=False)
-    (tmp_path / "model_info.json").write_text(json.dumps(BERT_BASE))
-    (tmp_path / "environment.json").write_text(json.dumps({"gpu.name": "NVIDIA H200"}))
-    done = subprocess.run(
-        [sys.executable, "benchmarks/precision_table.py", "--results", str(tmp_path / "results.csv"),
-         "--model-info", str(tmp_path / "model_info.json"), "--environment", str(tmp_path / "environment.json"),
-         "--out", str(tmp_path / "out")],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-    )
+    done = precision_table(tmp_path, rows, "NVIDIA H200")
     assert "FP16 bound 3.13 ms by this formula (60 %: <= 5.21 ms)" in done.stdout
     # unstable cells never pass; the FP8 cell passes both thresholds, INT8 only the issue's 6.4 ms
     assert "(issue's threshold, <= 6.40 ms, status ok only): dynamo/inductor/fp8 (5.00 ms), " \
@@ -51,16 +56,8 @@ def test_table_names_the_cell_that_passes_60_percent_and_gives_the_bound(tmp_pat
 
 
 def test_a_gpu_without_a_known_peak_gets_no_roofline_share_rather_than_another_gpus(tmp_path):
-    to_frame([row("eager", "default", "fp32", 69.9), row("eager", "default", "fp16", 8.0)]).to_csv(
-        tmp_path / "results.csv", index=False)
-    (tmp_path / "model_info.json").write_text(json.dumps(BERT_BASE))
-    (tmp_path / "environment.json").write_text(json.dumps({"gpu.name": "NVIDIA Imaginary X1"}))
-    done = subprocess.run(
-        [sys.executable, "benchmarks/precision_table.py", "--results", str(tmp_path / "results.csv"),
-         "--model-info", str(tmp_path / "model_info.json"), "--environment", str(tmp_path / "environment.json"),
-         "--out", str(tmp_path / "out")],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-    )
+    done = precision_table(tmp_path, [row("eager", "default", "fp32", 69.9), row("eager", "default", "fp16", 8.0)],
+                           "NVIDIA Imaginary X1")
     assert "GPU 'NVIDIA Imaginary X1' is not in the peak table (reporting/roofline.py): no roofline" in done.stdout
     assert "passes 60 %" not in done.stdout
     table = pd.read_csv(tmp_path / "out" / "precisions.csv")
