@@ -8,6 +8,8 @@
 #   deberta     issue 11: benchmarks/gpu_deberta.py base (ORT CUDA / CUDA-graph FP16 on DeBERTa-v3-base's shape)
 #   fanout      issue 13: the eager BERT-base sweep at seq 128 plainly, then with one Dask GPU worker; fanout_compare.py
 #   precisions  issue 15: --env gpu_precisions, then precision_table.py
+#   precisions-32x512  the same at 32x512 alone: the shape the 2026-12-02 session's sweep did not reach (the
+#               table then joins two sweeps, each cell's ratios from its own)
 #   generate    issue 14: benchmarks/gpu_generate.sh gpt2 llama-250m
 #   sweep       issue 10: the default `--env gpu` sweep (~20 min), then fidelity.py on every ok cell
 #   journal     unpack the 2026-12-02 session's journal (its finished precision and generation cells are reused
@@ -53,6 +55,11 @@ job() {
       timed 900 "gpu_precisions" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu_precisions
       keep_reporting "$dir"
       timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table";;
+    precisions-32x512)
+      timed 600 "gpu_precisions 32x512" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu_precisions \
+        --params "benchmark.grid.batch_sizes=[32],benchmark.grid.sequence_lengths=[512]"
+      keep_reporting "$dir"
+      timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table";;
     generate)
       OUT=$dir PER_MODEL_TIMEOUT_S=540 timed 1200 generate "$dir" bash benchmarks/gpu_generate.sh gpt2 llama-250m;;
     sweep)
@@ -63,7 +70,7 @@ job() {
     journal)
       mkdir -p data/07_model_output
       timed 60 unpack "$dir" tar xzf benchmarks/results/2026-12-02-h200-session/journal.tgz -C data/07_model_output;;
-    *) echo "unknown job $name; allowed: deberta fanout precisions generate sweep journal" >> "$root/progress.txt";;
+    *) echo "unknown job $name; allowed: deberta fanout precisions precisions-32x512 generate sweep journal" >> "$root/progress.txt";;
   esac
   cp "$dir/wall_times.txt" "$root/$name.wall" 2>/dev/null
   echo "== $name done $(date -u +%T)" >> "$root/progress.txt"
