@@ -5,7 +5,7 @@ Drawn as ``figures.py`` draws the forward ones: plain ``Figure`` objects saved b
 ``MatplotlibDataset`` (the ``report_figures`` folder), one colour per configuration in ``ordered_configs``
 order, log axes for sizes, the model and device in the title. Only numbers that mean something are drawn:
 ok cells are the lines, with their bootstrap 95 % intervals as error bars; unstable cells (the rounds
-disagreed, or something competed for the machine) are hollow markers edged amber off the lines, as the
+disagreed, or something competed for the machine) are hollow markers ringed amber off the lines, as the
 forward heatmap hatches them amber; every other status is left out and counted under the legend (the
 report's failure list says why).
 """
@@ -49,7 +49,9 @@ GENERATION_FIGURE_TITLES = {
     "generation_speedup.png": "End-to-end speedup over FP32 eager with 95 % intervals",
 }
 _DRAWN = (Status.OK, Status.UNSTABLE)
-_UNSTABLE_NOTE = "hollow, amber edge: unstable (never trusted)"
+_UNSTABLE_NOTE = "hollow, ringed amber: unstable (never trusted)"
+_UNSTABLE_RING = {"marker": "o", "markersize": 12, "markerfacecolor": "none", "markeredgecolor": UNSTABLE_EDGE,
+                  "markeredgewidth": 2.0}
 
 
 def _numeric(rows: pd.DataFrame, column: str) -> np.ndarray:
@@ -67,7 +69,7 @@ def _error_bars(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nda
 
 def _draw_series(ax: Axes, rows: pd.DataFrame, x: str, y: str, bounds: tuple[str, str], color: Any,
                  label: str, shift: float) -> bool:
-    """One configuration's points: ok cells joined by a line, unstable ones hollow with an amber edge, each
+    """One configuration's points: ok cells joined by a line, unstable ones hollow and ringed amber, each
     with its interval as an error bar. Returns whether an unstable point was drawn."""
     rows = rows.sort_values(x)
     values = _numeric(rows, y)
@@ -78,10 +80,11 @@ def _draw_series(ax: Axes, rows: pd.DataFrame, x: str, y: str, bounds: tuple[str
     if ok.any():
         ax.errorbar(xs[ok], values[ok], yerr=errors[:, ok], marker="o", color=color, label=label, linewidth=1.5,
                     capsize=3, elinewidth=1.2)
-    if unstable.any():
+    if unstable.any():  # hollow in the configuration's colour, ringed amber
+        ax.plot(xs[unstable], values[unstable], linestyle="none", **_UNSTABLE_RING)
         ax.errorbar(xs[unstable], values[unstable], yerr=errors[:, unstable], marker="o", linestyle="none",
-                    color=color, markerfacecolor="none", markeredgecolor=UNSTABLE_EDGE, markeredgewidth=1.8,
-                    capsize=3, elinewidth=1.0, label=None if ok.any() else label)
+                    color=color, markerfacecolor="none", markeredgewidth=1.5, capsize=3, elinewidth=1.0,
+                    label=None if ok.any() else label)
     return bool(unstable.any())
 
 
@@ -126,8 +129,7 @@ def _legend(fig: Figure, df: pd.DataFrame, unstable: bool, extra: tuple[str, ...
                 handles.append(handle)
                 labels.append(label)
     if unstable:
-        handles.append(Line2D([], [], marker="o", linestyle="none", color="0.4", markerfacecolor="none",
-                              markeredgecolor=UNSTABLE_EDGE, markeredgewidth=1.8))
+        handles.append(Line2D([], [], linestyle="none", **_UNSTABLE_RING))
         labels.append(_UNSTABLE_NOTE)
     left_out = int((~df["status"].isin(_DRAWN)).sum())
     notes = list(extra)

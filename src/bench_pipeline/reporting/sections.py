@@ -327,7 +327,7 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
             Section("Generation figures",
                     "Tokens/s and per-token latency against batch size, time to first token against prompt length, "
                     "and the end-to-end speedup over FP32 eager, per configuration; error bars: bootstrap 95 % "
-                    "intervals. Lines join ok cells; unstable cells are hollow markers edged amber; other cells "
+                    "intervals. Lines join ok cells; unstable cells are hollow markers ringed amber; other cells "
                     "are not drawn.", figures=GENERATION_FIGURES),
         ]
     sections += [Section(
