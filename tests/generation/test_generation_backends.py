@@ -4,13 +4,16 @@ greedy ids as FP32 eager with the dynamic cache, and the KV cache paying off per
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from bench_pipeline.backends.base import Cell, CellFailure
-from bench_pipeline.config import ModelSpec
+from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.generation.model import materialize_preset, prompt_ids, resolve_generation_model
-from bench_pipeline.generation.ort_backend import OrtGenerateBackend
+from bench_pipeline.generation.onnx_export import export_generation_onnx
+from bench_pipeline.generation.ort_backend import CPU_FP16_NOTE, OrtGenerateBackend
+from bench_pipeline.generation.parity import token_parity
 from bench_pipeline.generation.plan import GenerationContext
 from bench_pipeline.generation.tensorrt_backend import TensorRTGenerateBackend
 from bench_pipeline.generation.torch_backend import CompiledGenerateBackend, EagerGenerateBackend
@@ -34,8 +37,8 @@ def ctx(tmp_path_factory) -> GenerationContext:
                              new_tokens=NEW_TOKENS)
 
 
-def generate(backend, ctx, options, cell):
-    session = backend().open(ctx, "v", "fp32", options)
+def generate(backend, ctx, options, cell, precision="fp32"):
+    session = backend().open(ctx, "v", precision, options)
     try:
         runner = session.prepare(session.make_inputs(cell, 0), cell)
         return runner.outputs()
@@ -100,6 +103,54 @@ def test_tensorrt_generation_is_skipped_with_the_reason(ctx):
     assert failure.value.status == Status.SKIPPED and "TensorRT-LLM" in failure.value.reason
 
 
-def test_onnxruntime_generation_fp16_is_unsupported_with_the_reason(ctx):
-    with pytest.raises(CellFailure, match="FP32 only"):
-        OrtGenerateBackend().precheck(ctx, "cpu", "fp16", {"provider": "cpu"})
+def _io_types(path: str) -> dict[str, str]:
+    graph = onnx.load(path, load_external_data=False).graph
+    return {v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in [*graph.input, *graph.output]}
+
+
+@pytest.mark.parametrize("with_cache", [True, False], ids=["cache", "no-cache"])
+def test_the_fp16_decoder_graph_has_fp16_cache_and_logits_io_int64_ids_and_its_own_cache_key(ctx, with_cache):
+    args = (ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir / "export", with_cache)
+    fp32, fp16 = export_generation_onnx(*args), export_generation_onnx(*args, "fp16")
+    assert fp16["path"] != fp32["path"] and fp16["precision"] == "fp16"
+    types = _io_types(fp16["path"])
+    assert types.pop("input_ids") == types.pop("attention_mask") == "INT64"
+    assert set(types) == ({"logits", *(f"{d}.{i}.{kv}" for d in ("past", "present") for i in (0, 1)
+                                      for kv in ("key", "value"))} if with_cache else {"logits"})
+    assert set(types.values()) == {"FLOAT16"}  # no FP32 cache or logits at the edges: nothing cast per step
+    assert set(_io_types(fp32["path"]).values()) == {"INT64", "FLOAT"}
+    assert fp16["size_bytes"] < 0.6 * fp32["size_bytes"]  # the weights are FP16 too
+    assert fp16["export_s"] > fp16["float16_convert_s"] > 0
+    again = export_generation_onnx(*args, "fp16")
+    assert again["cached"] and again["path"] == fp16["path"]
+
+
+@pytest.mark.parametrize("with_cache", [True, False], ids=["cache", "no-cache"])
+def test_onnxruntime_fp16_generation_runs_on_the_cpu_ep_within_fp16_parity(ctx, with_cache):
+    """ONNX Runtime's CPU EP runs the FP16 graph (casting to FP32 around the ops it has no FP16 kernel for):
+    judged as every FP16 backend is, by the step-1 logits cosine, the first divergent step recorded."""
+    cell = Cell(2, 24)
+    reference = generate(EagerGenerateBackend, ctx, {}, cell)
+    session = OrtGenerateBackend().open(ctx, "cpu", "fp16", {"provider": "cpu", "cache": with_cache})
+    try:
+        assert session.extra["precision_note"] == CPU_FP16_NOTE and "fp16" in session.extra["onnx_precision"]
+        runner = session.prepare(session.make_inputs(cell, 0), cell)
+        if with_cache:  # the prefill's empty past is bound as FP16, like every present after it
+            assert {value.data_type() for value in runner.empty_past} == {"tensor(float16)"}
+        outputs = runner.outputs()
+    finally:
+        session.close()
+    assert outputs["token_ids"].shape == reference["token_ids"].shape
+    assert outputs["step1_logits"].dtype == np.float32
+    tolerance = BenchmarkConfig(grid={"batch_sizes": [1], "sequence_lengths": [8]}).tolerances["fp16"]
+    columns, failure = token_parity(outputs, reference, "fp16", tolerance)
+    assert failure is None, failure
+    assert tolerance.min_cosine <= columns["cosine"] < 1.0  # FP16 rounding, not the FP32 graph again
+    step = columns["first_divergent_step"]
+    assert step is None or 1 <= step <= NEW_TOKENS
+
+
+def test_onnxruntime_generation_bf16_is_unsupported_with_the_reason(ctx):
+    with pytest.raises(CellFailure, match="no BF16 generation graph") as failure:
+        OrtGenerateBackend().precheck(ctx, "cpu", "bf16", {"provider": "cpu"})
+    assert failure.value.status == Status.UNSUPPORTED

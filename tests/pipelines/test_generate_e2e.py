@@ -1,12 +1,16 @@
 """A whole `kedro run --pipelines=generate` on CPU with the embedded tiny decoder: every generation backend,
-token parity, the KV cache paying off per token at a long prompt, the new metrics in the results and MLflow."""
+token parity (FP32 exact, ONNX Runtime's FP16 graph by its step-1 cosine), the KV cache paying off per token at
+a long prompt, the new metrics in the results and MLflow, the generation figures in the report."""
 
 from __future__ import annotations
+
+import json
 
 import mlflow
 import pandas as pd
 import pytest
 
+from bench_pipeline.reporting import GENERATION_FIGURE_TITLES
 from conftest import copy_project, kedro
 
 NEW_TOKENS = 8
@@ -19,7 +23,8 @@ GENERATE = {
     "generate": {"new_tokens": NEW_TOKENS, "backends": {
         "eager": {"variants": [{"name": "default"}, {"name": "static-cache", "options": {"cache": "static"}}]},
         "dynamo": {"variants": [{"name": "static-compile", "options": {"backend": "eager"}}]},
-        "onnxruntime": {"variants": [{"name": "cpu", "options": {"provider": "cpu", "cache": True}},
+        "onnxruntime": {"variants": [{"name": "cpu", "precisions": ["fp32", "fp16"],
+                                      "options": {"provider": "cpu", "cache": True}},
                                      {"name": "cpu-no-cache", "options": {"provider": "cpu", "cache": False}}]},
         "tensorrt": {},
     }},
@@ -39,13 +44,24 @@ def generated(tmp_path_factory):
 @pytest.mark.slow
 def test_every_backend_has_a_row_per_cell_and_fp32_ids_match_eager(generated):
     _, results = generated
-    assert len(results) == 6 * 4  # 5 measured configurations + TensorRT, batch {1, 2} x prompt {16, 384}
+    assert len(results) == 7 * 4  # 6 measured configurations + TensorRT, batch {1, 2} x prompt {16, 384}
     measured = results[results.backend != "tensorrt"]
     assert set(zip(measured.backend, measured.variant)) == MEASURED
     assert (measured.status == "ok").all(), measured[["backend", "variant", "status", "reason"]].to_string()
-    assert measured.tokens_match.all() and measured.first_divergent_step.isna().all()
+    fp32 = measured[measured.precision == "fp32"]
+    assert fp32.tokens_match.all() and fp32.first_divergent_step.isna().all()
     tensorrt = results[results.backend == "tensorrt"]
     assert (tensorrt.status == "skipped").all() and tensorrt.reason.str.contains("TensorRT-LLM").all()
+
+
+@pytest.mark.slow
+def test_onnxruntime_fp16_rows_are_judged_by_the_step1_cosine_and_say_the_cpu_ep_casts(generated):
+    _, results = generated
+    fp16 = results[results.precision == "fp16"]
+    assert set(zip(fp16.backend, fp16.variant)) == {("onnxruntime", "cpu")} and len(fp16) == 4
+    assert (fp16.cosine >= 0.999).all() and fp16.ttft_ms.notna().all()
+    extra = [json.loads(e) for e in fp16.extra]
+    assert all(e["onnx_precision"].startswith("fp16") and "FP32 behind casts" in e["precision_note"] for e in extra)
 
 
 @pytest.mark.slow
@@ -66,7 +82,8 @@ def test_rows_carry_ttft_per_token_latency_tokens_per_s_and_the_cache(generated)
 @pytest.mark.slow
 def test_cached_decode_is_faster_per_token_than_no_cache_at_the_long_prompt(generated):
     _, results = generated
-    at = results[(results.seq == 384) & (results.backend == "onnxruntime")].set_index(["variant", "batch"])
+    at = results[(results.seq == 384) & (results.backend == "onnxruntime") & (results.precision == "fp32")]
+    at = at.set_index(["variant", "batch"])
     for batch in (1, 2):
         assert at.loc[("cpu", batch), "tpot_p50_ms"] * 2 < at.loc[("cpu-no-cache", batch), "tpot_p50_ms"]
 
@@ -91,3 +108,6 @@ def test_report_has_the_generation_tables(generated):
     report = (project / "data/08_reporting/report.md").read_text()
     assert "## Generation: TTFT, per-token latency, tokens/s" in report
     assert "Generation: TTFT against prompt length" in report and "ids match" in report
+    for name, caption in GENERATION_FIGURE_TITLES.items():  # saved by the report_figures MatplotlibDataset
+        assert (project / "data/08_reporting/figures" / name).read_bytes().startswith(b"\x89PNG")
+        assert f"![{caption}](figures/{name})" in report

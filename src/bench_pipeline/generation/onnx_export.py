@@ -7,7 +7,12 @@ to ``logits`` only: the whole sequence again at every step, the way a traced, st
 cache generates (the seed study's point).
 
 The TorchScript exporter traces keyword calls under ``torch.no_grad``: with transformers 5 a positional
-call binds the cache to the wrong parameter. Exports are cached by the weights' digest and recipe.
+call binds the cache to the wrong parameter. FP16 is that FP32 graph through ONNX Runtime's float16
+converter, as the forward scenario builds its FP16 graph (``backends/onnxruntime/optimize.py``), but with
+FP16 graph I/O: ``past``/``present`` stay FP16 on the provider's device from one step to the next (IO binding
+never casts a cache), and ``logits`` are FP16 as HF's FP16 eager model returns them, so both FP16 paths
+pick from the same rounded numbers and each step copies half the bytes to the host. ``input_ids`` and
+``attention_mask`` stay int64. Graphs are cached by the weights' digest, kind, precision and recipe.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bench_pipeline.backends.onnxruntime.optimize import onnx_bytes, save_onnx_model
 from bench_pipeline.generation.model import load_causal_lm
 
 RECIPE = 1  # bump when the export changes, so cached graphs stop matching
@@ -66,16 +72,50 @@ def kv_layout(model: torch.nn.Module) -> tuple[int, int, int]:
     return len(cache.layers), int(heads), int(head_dim)
 
 
+#: the precisions a generation graph is built in; BF16 has no converter in ONNX Runtime (its float16 module
+#: writes FP16 only) and few BF16 kernels in its CUDA EP
+GRAPH_PRECISIONS = ("fp32", "fp16")
+
+
 def export_generation_onnx(model_dir: str | Path, weights_sha256: str, out_dir: Path, with_cache: bool,
-                           opset: int = 17) -> dict[str, Any]:
-    """The graph's path and facts (``export_s``, ``cached``, layout); exported once per weights and recipe."""
+                           precision: str = "fp32", opset: int = 17) -> dict[str, Any]:
+    """The graph's path and facts (``export_s``, ``cached``, layout); built once per weights, kind, precision
+    and recipe. ``export_s`` of an FP16 graph is what it cost: the FP32 export and the conversion."""
+    if precision not in GRAPH_PRECISIONS:
+        raise ValueError(f"precision {precision!r} has no generation ONNX graph; allowed: {list(GRAPH_PRECISIONS)}")
     kind = "with-cache" if with_cache else "no-cache"
-    key = hashlib.sha256(f"{weights_sha256}|{kind}|{opset}|{RECIPE}|{torch.__version__}".encode()).hexdigest()[:16]
-    path = Path(out_dir) / f"decoder-{kind}-{key}.onnx"
+    versions = f"{torch.__version__}|{_onnxruntime_version()}" if precision == "fp16" else torch.__version__
+    key = hashlib.sha256(f"{weights_sha256}|{kind}|{precision}|{opset}|{RECIPE}|{versions}".encode()).hexdigest()[:16]
+    path = Path(out_dir) / f"decoder-{kind}-{precision}-{key}.onnx"
     manifest = path.with_suffix(".json")
     if path.is_file() and manifest.is_file():
         return json.loads(manifest.read_text()) | {"cached": True}
     path.parent.mkdir(parents=True, exist_ok=True)
+    if precision == "fp16":
+        record = _float16_graph(export_generation_onnx(model_dir, weights_sha256, out_dir, with_cache, "fp32", opset),
+                                path)
+    else:
+        record = _fp32_graph(model_dir, path, with_cache, opset)
+    record |= {"path": str(path), "kind": kind, "precision": precision, "opset": opset,
+               "size_bytes": onnx_bytes(path)}
+    manifest.write_text(json.dumps(record))
+    return record | {"cached": False}
+
+
+def _float16_graph(fp32: dict[str, Any], path: Path) -> dict[str, Any]:
+    """ONNX Runtime's FP16 conversion of the FP32 graph, every float graph input and output FP16 too."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    started = time.perf_counter()
+    source = Path(fp32["path"])
+    save_onnx_model(OnnxModel(onnx.load(str(source))), path, onnx_bytes(source), float16=True, keep_io_types=False)
+    convert_s = time.perf_counter() - started
+    return {key: fp32[key] for key in ("layers", "kv_heads", "head_dim")} | {
+        "export_s": fp32["export_s"] + convert_s, "float16_convert_s": convert_s, "source": str(source)}
+
+
+def _fp32_graph(model_dir: str | Path, path: Path, with_cache: bool, opset: int) -> dict[str, Any]:
     started = time.perf_counter()
     model = load_causal_lm(model_dir, "fp32", torch.device("cpu"), attn_implementation="eager")
     layers, heads, head_dim = kv_layout(model)
@@ -97,7 +137,10 @@ def export_generation_onnx(model_dir: str | Path, weights_sha256: str, out_dir: 
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
         torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
-    record = {"path": str(path), "kind": kind, "layers": layers, "kv_heads": heads, "head_dim": head_dim,
-              "export_s": time.perf_counter() - started, "opset": opset, "size_bytes": path.stat().st_size}
-    manifest.write_text(json.dumps(record))
-    return record | {"cached": False}
+    return {"layers": layers, "kv_heads": heads, "head_dim": head_dim, "export_s": time.perf_counter() - started}
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

@@ -1,6 +1,9 @@
 """Greedy generation in ONNX Runtime: with the KV cache (past key/values in and out through IO binding,
 so the cache stays where the provider keeps it between steps), or without one (the whole sequence every
-step). Both loops are ours, step for step the same as HF's greedy loop: forward, argmax, append."""
+step). Both loops are ours, step for step the same as HF's greedy loop: forward, argmax, append.
+
+FP32 and FP16 graphs (``onnx_export``); the FP16 one has FP16 past/present/logits I/O, so the cache is FP16 from
+the empty past of the prefill on and never cast between steps."""
 
 from __future__ import annotations
 
@@ -18,6 +21,11 @@ from bench_pipeline.generation.steps import GenerationLog, StepClock
 from bench_pipeline.harness.status import Status
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+BF16_REASON = ("bf16: no BF16 generation graph: ONNX Runtime's converter (onnxruntime.transformers.float16) writes "
+               "FP16 only, and its CUDA EP has BF16 kernels for few of a decoder's ops; FP16 and FP32 run here")
+#: ONNX Runtime's CPU EP has FP16 kernels for few ops: it runs the others in FP32 behind casts it inserts itself
+CPU_FP16_NOTE = "CPU EP: nodes without an FP16 kernel run in FP32 behind casts ONNX Runtime inserts"
 
 
 class _OrtRunner(CellRunner):
@@ -71,7 +79,9 @@ class CachedOrtRunner(_OrtRunner):
         super().__init__(session, inputs, new_tokens, device, eos)
         self.ort = ort
         self.past_names, self.present_names = cache_names(layout["layers"])
-        empty = np.zeros((self.batch, layout["kv_heads"], 0, layout["head_dim"]), dtype=np.float32)
+        # the graph's own cache type (FP16 for the FP16 graph): the prefill's empty past is bound as it is
+        dtype = _NUMPY_TYPES[next(i.type for i in session.get_inputs() if i.name == self.past_names[0])]
+        empty = np.zeros((self.batch, layout["kv_heads"], 0, layout["head_dim"]), dtype=dtype)
         self.empty_past = [ort.OrtValue.ortvalue_from_numpy(empty, device, 0) for _ in self.past_names]
         self.masks = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(self.mask[:, :n]), device, 0)
                       for n in range(self.prompt_length, self.prompt_length + new_tokens)]
@@ -115,7 +125,7 @@ class OrtGenerateSession(Session):
     uses_torch_allocator = False
 
     def __init__(self, session: Any, ctx: BackendContext, record: dict[str, Any], with_cache: bool, device: str,
-                 setup_s: float):
+                 setup_s: float, precision: str):
         self.session = session
         self.record = record
         self.with_cache = with_cache
@@ -129,6 +139,11 @@ class OrtGenerateSession(Session):
         self.extra = {"kv_cache": "past key/values as graph I/O, IO binding" if with_cache else
                       "none: the whole sequence every step", "onnx_cached": record["cached"],
                       "onnx_size_bytes": record["size_bytes"], "providers": session.get_providers()}
+        if precision == "fp16":
+            self.extra["onnx_precision"] = ("fp16: ONNX Runtime's float16 conversion of the FP32 export; "
+                                            "past/present and logits FP16 graph I/O")
+            if device == "cpu":
+                self.extra["precision_note"] = CPU_FP16_NOTE
 
     def make_inputs(self, cell: Cell, seed: int) -> dict[str, torch.Tensor]:
         return prompt_ids(self.vocab_size, cell.batch, cell.seq, seed)
@@ -143,16 +158,15 @@ class OrtGenerateSession(Session):
 
 
 class OrtGenerateBackend(Backend):
-    """``provider: cpu | cuda``, ``cache: true`` (default) or ``false``. FP32 graphs only."""
+    """``provider: cpu | cuda``, ``cache: true`` (default) or ``false``; FP32 and FP16 graphs."""
 
     name = "onnxruntime"
 
     def precheck(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> None:
         import onnxruntime as ort
 
-        if precision != "fp32":
-            raise CellFailure(Status.UNSUPPORTED, f"{precision}: the generation ONNX export is FP32 only here "
-                              "(an FP16 decoder graph is not built yet)")
+        if precision == "bf16":
+            raise CellFailure(Status.UNSUPPORTED, BF16_REASON)
         provider = _PROVIDERS[options.get("provider", "cpu")]
         if provider not in ort.get_available_providers():
             raise CellFailure(Status.SKIPPED, f"{provider} is not available in this onnxruntime "
@@ -163,11 +177,12 @@ class OrtGenerateBackend(Backend):
 
         self.precheck(ctx, variant, precision, options)
         with_cache = options.get("cache", True)
-        record = export_generation_onnx(ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir, with_cache)
+        record = export_generation_onnx(ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir, with_cache,
+                                        precision)
         started = time.perf_counter()
         settings = ort.SessionOptions()
         settings.intra_op_num_threads = ctx.threads
         settings.inter_op_num_threads = 1
         device = options.get("provider", "cpu")
         session = ort.InferenceSession(record["path"], settings, providers=[_PROVIDERS[device]])
-        return OrtGenerateSession(session, ctx, record, with_cache, device, time.perf_counter() - started)
+        return OrtGenerateSession(session, ctx, record, with_cache, device, time.perf_counter() - started, precision)

@@ -10,6 +10,13 @@ from bench_pipeline.reporting.figures import (
     latency_vs_batch,
     speedup_heatmap,
 )
+from bench_pipeline.reporting.generation_figures import (
+    GENERATION_FIGURE_TITLES,
+    draw_generation,
+    generation_speedup,
+    generation_ttft,
+    generation_vs_batch,
+)
 from bench_pipeline.reporting.html import html_report
 from bench_pipeline.reporting.markdown import markdown_summary
 from bench_pipeline.reporting.roofline import GPU_PEAKS, add_roofline, forward_flops, gpu_peak, roofline_basis
@@ -26,6 +33,7 @@ from bench_pipeline.reporting.tables import (
 
 __all__ = [
     "FIGURE_TITLES",
+    "GENERATION_FIGURE_TITLES",
     "GPU_PEAKS",
     "add_roofline",
     "add_speedup",
@@ -33,8 +41,12 @@ __all__ = [
     "cost_break_even",
     "decide_winner",
     "draw_all",
+    "draw_generation",
     "failures",
     "forward_flops",
+    "generation_speedup",
+    "generation_ttft",
+    "generation_vs_batch",
     "gpu_peak",
     "html_report",
     "latency_vs_batch",

@@ -51,7 +51,7 @@ FIGURE_TITLES = {
 
 _FAILED_FACE = "0.88"
 _FAILED_HATCH = "///"
-_UNSTABLE_EDGE = "#c98a00"
+UNSTABLE_EDGE = "#c98a00"  # unstable cells, in every figure
 _UNSTABLE_HATCH = "xx"
 
 
@@ -71,7 +71,7 @@ def figure_title(what: str, env: Mapping[str, Any], model_info: Mapping[str, Any
     return f"{what}\n{model_info.get('name') or 'unknown model'} on {device_name(env, df)}"
 
 
-def _missing_note(figure: str, missing: list[str]) -> str:
+def missing_note(figure: str, missing: list[str]) -> str:
     return f"{figure} left out: the results have no values in column(s) {missing}."
 
 
@@ -83,7 +83,7 @@ def speedup_heatmap(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
     check_frame(df)
     missing = has_values(df, ["p50_ms"])
     if missing:
-        return None, _missing_note("Speedup heatmap", missing)
+        return None, missing_note("Speedup heatmap", missing)
     frame = add_speedup(df)
     if not frame["speedup"].notna().any():
         note = "Speedup heatmap left out: no FP32 eager (eager/default/fp32) cell ran ok, so there is no baseline."
@@ -164,7 +164,7 @@ def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> str:
     ax.add_patch(Rectangle(
         (j - 0.5, i - 0.5), 1, 1, linewidth=0,
         facecolor="none" if unstable else _FAILED_FACE, hatch=_UNSTABLE_HATCH if unstable else _FAILED_HATCH,
-        edgecolor=_UNSTABLE_EDGE if unstable else "0.6",
+        edgecolor=UNSTABLE_EDGE if unstable else "0.6",
     ))
     text = str(row.status)
     if row.status in (Status.FAIL_ACCURACY, Status.UNSTABLE) and not pd.isna(row.speedup):
@@ -180,7 +180,7 @@ def latency_vs_batch(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappi
     check_frame(df)
     missing = has_values(df, ["p50_ms", "p90_ms", "p99_ms"])
     if missing:
-        return None, _missing_note("Latency figure", missing)
+        return None, missing_note("Latency figure", missing)
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
         return None, "Latency figure left out: no cell ran ok."
@@ -232,7 +232,7 @@ def cost_break_even(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
     missing = has_values(df, ["p50_ms"])
     costs_present = [c for c in COST_COLUMNS if c not in has_values(df, [c])]
     if missing or not costs_present:
-        return None, _missing_note("Cost figure", missing or COST_COLUMNS)
+        return None, missing_note("Cost figure", missing or COST_COLUMNS)
     configs = ordered_configs(df)
     fig = Figure(figsize=(13, max(4.0, 0.45 * len(configs) + 2.0)), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.3])
@@ -326,7 +326,8 @@ def _draw_break_even(ax, df: pd.DataFrame, configs: list[tuple[str, str, str]]) 
 def draw_all(
     df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]
 ) -> tuple[dict[str, Figure], dict[str, str]]:
-    """All figures that can be drawn, keyed by file name, and a note for each one left out."""
+    """The figures every run has that can be drawn, keyed by file name, and a note for each one left out
+    (the generation scenario adds its own: ``generation_figures.draw_generation``)."""
     drawers = {
         "speedup_heatmap.png": speedup_heatmap,
         "latency_vs_batch.png": latency_vs_batch,

@@ -14,8 +14,7 @@ from matplotlib.figure import Figure
 
 from bench_pipeline.harness.results import STATUSES
 from bench_pipeline.harness.status import Status
-from bench_pipeline.reporting.figures import FIGURE_TITLES
-from bench_pipeline.reporting.sections import Section, report_sections, title
+from bench_pipeline.reporting.sections import FIGURE_CAPTIONS, Section, report_sections, title
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -109,7 +108,7 @@ def _figures(names: tuple[str, ...], figures: Mapping[str, Figure], notes: Mappi
     """The named figures that were drawn, and the note of each one left out."""
     parts = []
     for name in (n for n in names if n in figures):
-        caption = escape(FIGURE_TITLES.get(name, name))
+        caption = escape(FIGURE_CAPTIONS.get(name, name))
         parts.append(
             f'<figure><img alt="{caption}" src="data:image/png;base64,{figure_png_base64(figures[name])}">'
             f"<figcaption>{caption}</figcaption></figure>"

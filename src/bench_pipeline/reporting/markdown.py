@@ -7,8 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench_pipeline.reporting.figures import FIGURE_TITLES
-from bench_pipeline.reporting.sections import report_sections, title
+from bench_pipeline.reporting.sections import FIGURE_CAPTIONS, report_sections, title
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -33,7 +32,7 @@ def markdown_summary(
 ) -> str:
     """The whole report in Markdown.
 
-    ``figure_paths`` maps figure names (``figures.FIGURE_TITLES`` keys) to paths relative to
+    ``figure_paths`` maps figure names (``sections.FIGURE_CAPTIONS`` keys) to paths relative to
     where the Markdown file is saved; ``figure_notes`` says why a figure was left out.
     """
     lines = [f"# {title(df, env, model_info)}", ""]
@@ -56,7 +55,7 @@ def _figures(names: tuple[str, ...], paths: Mapping[str, str], notes: Mapping[st
     """Links to the named figures that were drawn, and the note of each one left out."""
     lines = []
     for name in (n for n in names if n in paths):
-        caption = FIGURE_TITLES.get(name, name)
+        caption = FIGURE_CAPTIONS.get(name, name)
         lines += [f"![{caption}]({paths[name]})", "", f"*{caption}*", ""]
     for name in (n for n in names if n in notes):
         lines += [f"> {notes[name]}", ""]

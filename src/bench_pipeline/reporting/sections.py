@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench_pipeline.harness.results import KEY_COLUMNS, TRUSTED
 from bench_pipeline.harness.status import Status
-from bench_pipeline.reporting.figures import device_name
+from bench_pipeline.reporting.figures import FIGURE_TITLES, device_name
 from bench_pipeline.reporting.formatting import cell_label, config_label, fmt, fmt_calls, fmt_ci, fmt_ms
 from bench_pipeline.reporting.generation import (
     GENERATION_TEXT,
@@ -25,6 +25,7 @@ from bench_pipeline.reporting.generation import (
     new_tokens_of,
     ttft_by_prompt,
 )
+from bench_pipeline.reporting.generation_figures import GENERATION_FIGURE_TITLES
 from bench_pipeline.reporting.roofline import roofline_basis
 from bench_pipeline.reporting.tables import (
     BASELINE,
@@ -56,6 +57,9 @@ from bench_pipeline.reporting.tables import (
 
 HEATMAP = "speedup_heatmap.png"
 OTHER_FIGURES = ("latency_vs_batch.png", "cost_break_even.png")
+GENERATION_FIGURES = tuple(GENERATION_FIGURE_TITLES)
+#: every figure's caption, by file name, for both renderers
+FIGURE_CAPTIONS = FIGURE_TITLES | GENERATION_FIGURE_TITLES
 LEGEND = "; ".join([
     *MARK_LEGENDS.values(),
     UNPAIRED_LEGEND,
@@ -320,6 +324,11 @@ def report_sections(df: pd.DataFrame, env: Mapping[str, Any], model_info: Mappin
                     GENERATION_TEXT.format(new_tokens=new_tokens_of(table)), generation_table(table)),
             Section("Generation: TTFT against prompt length", "Time to first token in ms (status ok cells).",
                     ttft_by_prompt(table)),
+            Section("Generation figures",
+                    "Tokens/s and per-token latency against batch size, time to first token against prompt length, "
+                    "and the end-to-end speedup over FP32 eager, per configuration; error bars: bootstrap 95 % "
+                    "intervals. Lines join ok cells; unstable cells are hollow markers ringed amber; other cells "
+                    "are not drawn.", figures=GENERATION_FIGURES),
         ]
     sections += [Section(
         "Speedup over FP32 eager",

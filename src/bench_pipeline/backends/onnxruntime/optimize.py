@@ -88,22 +88,37 @@ def optimize_onnx(
 def _optimize_and_store(
     in_path: Path, out_path: Path, key: str, options: dict[str, Any], prepass_on_gpu: bool, source_sha256: str
 ) -> dict[str, Any]:
-    source_bytes = sum(p.stat().st_size for p in (in_path, in_path.with_name(in_path.name + ".data")) if p.is_file())
-    expected_bytes = source_bytes // 2 if options["float16"] else source_bytes
+    source_bytes = onnx_bytes(in_path)
 
     def write(tmp_path: Path) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             model, fusion_error = _fused_model(in_path, options, prepass_on_gpu)
             fusions = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
-            if options["float16"]:
-                # FP32 graph inputs/outputs: the caller binds the same buffers for every precision
-                model.convert_float_to_float16(keep_io_types=True)
-            model.save_model_to_file(str(tmp_path), use_external_data_format=expected_bytes > PROTOBUF_LIMIT * 0.9)
+            # FP32 graph inputs/outputs: the caller binds the same buffers for every precision
+            save_onnx_model(model, tmp_path, source_bytes, float16=options["float16"], keep_io_types=True)
         return {**options, "fusion_error": fusion_error, "fusions": fusions, "prepass_on_gpu": prepass_on_gpu,
                 "source_sha256": source_sha256}
 
     return cached_artifact(out_path, key, write, elapsed_as="optimize_s")
+
+
+def onnx_bytes(path: Path) -> int:
+    """The size of an ONNX file with its external data (``<name>.data``) if it has one."""
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.is_file())
+
+
+def save_onnx_model(model: Any, path: Path, source_bytes: int, *, float16: bool,
+                    keep_io_types: bool | list[str]) -> None:
+    """Save an ``onnxruntime.transformers`` ``OnnxModel``, converted to FP16 first where ``float16``, by ONNX
+    Runtime's own converter (symbolic shape inference for the types, its default op block list kept in FP32
+    behind casts, the casts it leaves in a row removed). ``keep_io_types``: True keeps every float graph input
+    and output FP32 (casts at the edges), False makes them FP16 too, a list keeps just those names FP32.
+    The weights go to external data where the file would come near protobuf's 2 GB limit."""
+    if float16:
+        model.convert_float_to_float16(keep_io_types=keep_io_types)
+    expected_bytes = source_bytes // 2 if float16 else source_bytes
+    model.save_model_to_file(str(path), use_external_data_format=expected_bytes > PROTOBUF_LIMIT * 0.9)
 
 
 def _fused_model(in_path: Path, options: dict[str, Any], prepass_on_gpu: bool) -> tuple[Any, str | None]:

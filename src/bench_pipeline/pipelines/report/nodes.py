@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench_pipeline.harness.results import COLUMNS, KEY_COLUMNS, TRUSTED, cell_name
-from bench_pipeline.reporting import draw_all, html_report, markdown_summary, results_table
+from bench_pipeline.reporting import draw_all, draw_generation, html_report, markdown_summary, results_table
 
 # Metrics logged per trustworthy cell; the names are stable so runs can be compared cell by cell.
 CELL_METRICS = (
@@ -68,8 +68,11 @@ def mlflow_metrics(results: pd.DataFrame) -> dict[str, Any]:
 def render_report(
     results: pd.DataFrame, environment: dict[str, Any], model_info: dict[str, Any]
 ) -> tuple[dict[str, Figure], str, str]:
-    """The figures (one file each), the self-contained HTML report and its Markdown twin."""
+    """The figures (one file each; a generation run's own beside the common ones), the self-contained HTML
+    report and its Markdown twin."""
     figures, notes = draw_all(results, environment, model_info)
+    generation_figures, generation_notes = draw_generation(results, environment, model_info)
+    figures, notes = figures | generation_figures, notes | generation_notes
     html = html_report(results, environment, model_info, figures, notes)
     paths = {name: f"{FIGURES_DIR}/{name}" for name in figures}
     markdown = markdown_summary(results, environment, model_info, paths, notes)
