@@ -10,7 +10,8 @@
 #   precisions  issue 15: --env gpu_precisions, then precision_table.py
 #   precisions-32x512  the same at 32x512 alone: the shape the 2026-12-02 session's sweep did not reach (the
 #               table then joins two sweeps, each cell's ratios from its own)
-#   generate    issue 14: benchmarks/gpu_generate.sh gpt2 llama-250m
+#   generate    issue 14: benchmarks/gpu_generate.sh $GENERATE_MODELS (default: gpt2 llama-250m; ~10-15 min each
+#               with ORT FP32 and FP16, a guess from GPT-2's batch 1 taking 5 min on 2026-12-02)
 #   sweep       issue 10: the default `--env gpu` sweep (~20 min), then fidelity.py on every ok cell
 #   journal     unpack the 2026-12-02 session's journal (its finished precision and generation cells are reused
 #               where config, versions and artifacts hash the same); put it first, and never before `sweep`,
@@ -61,7 +62,9 @@ job() {
       keep_reporting "$dir"
       timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table";;
     generate)
-      OUT=$dir PER_MODEL_TIMEOUT_S=540 timed 1200 generate "$dir" bash benchmarks/gpu_generate.sh gpt2 llama-250m;;
+      # shellcheck disable=SC2086  # the model names are words
+      OUT=$dir PER_MODEL_TIMEOUT_S=900 timed 1800 generate "$dir" bash benchmarks/gpu_generate.sh \
+        ${GENERATE_MODELS:-gpt2 llama-250m};;
     sweep)
       timed 1500 "gpu sweep" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu
       keep_reporting "$dir"
