@@ -13,9 +13,6 @@
 #   generate    issue 14: benchmarks/gpu_generate.sh $GENERATE_MODELS (default: gpt2 llama-250m; ~10-15 min each
 #               with ORT FP32 and FP16, a guess from GPT-2's batch 1 taking 5 min on 2026-12-02)
 #   sweep       issue 10: the default `--env gpu` sweep (~20 min), then fidelity.py on every ok cell
-#   journal     unpack the 2026-12-02 session's journal (its finished precision and generation cells are reused
-#               where config, versions and artifacts hash the same); put it first, and never before `sweep`,
-#               whose must-show is one fresh sweep
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} KEDRO_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -70,10 +67,7 @@ job() {
       keep_reporting "$dir"
       timed 600 fidelity "$dir" python3 benchmarks/fidelity.py --all --warmup 20 --calls 50 --repeats 3 \
         --out "$dir/fidelity";;
-    journal)
-      mkdir -p data/07_model_output
-      timed 60 unpack "$dir" tar xzf benchmarks/results/2026-12-02-h200-session/journal.tgz -C data/07_model_output;;
-    *) echo "unknown job $name; allowed: deberta fanout precisions precisions-32x512 generate sweep journal" >> "$root/progress.txt";;
+    *) echo "unknown job $name; allowed: deberta fanout precisions precisions-32x512 generate sweep" >> "$root/progress.txt";;
   esac
   cp "$dir/wall_times.txt" "$root/$name.wall" 2>/dev/null
   echo "== $name done $(date -u +%T)" >> "$root/progress.txt"

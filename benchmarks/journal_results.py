@@ -6,8 +6,9 @@
 The sweep journals every cell as it finishes (row and rounds), so a run killed by a timeout keeps every cell
 it measured; ``resume`` reuses them, and this script writes them out without a GPU: the rows exactly as the
 sweep wrote them (status, intervals, speedups, parity), nothing recomputed. Each row names its sweep
-(``extra.sweep_id``); a row from a journal written before skipped rows carried it belongs to the sweep of the
-row before it in the same file (journals are append-only, a sweep writes cell after cell). Reads only.
+(``extra.sweep_id``); in a journal written before skipped rows carried it, such a row belongs to the sweep of the
+row before it in the same file (journals are append-only, a sweep writes cell after cell), and one before any
+labelled row to the sweep ``unlabelled``. Reads only.
 """
 
 from __future__ import annotations
@@ -19,26 +20,34 @@ from pathlib import Path
 
 import pandas as pd
 
+UNLABELLED = "unlabelled"  # rows before the first row that names its sweep, in a journal older than the labels
 
-def journal_rows(directory: Path) -> list[tuple[str | None, dict]]:
-    """(sweep id, row) of every finished cell in the journal, in the order written; within one sweep the last
-    line of a key wins (as on resume); two sweeps of the same config keep a row each."""
-    rows: list[tuple[str | None, dict]] = []
+
+def read_sweeps(directory: Path) -> dict[tuple[str, str], dict]:
+    """Every finished cell of the journal by (sweep, key), in the order written: its ``row`` and the ``rounds``
+    (round index -> times) journaled before it. Within one sweep the last line of a key wins (as on resume);
+    two sweeps of the same config keep a cell each. A round index that comes again before its row starts a new
+    attempt (a killed sweep's rounds never join the next sweep's row)."""
+    cells: dict[tuple[str, str], dict] = {}
     for path in sorted(directory.glob("*.jsonl")):
-        by_key: dict[tuple[str | None, str], tuple[str | None, dict]] = {}
-        sweep = None
+        pending: dict[str, dict[int, list[float]]] = {}
+        sweep = UNLABELLED
         for line in path.read_text().splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # a torn line: the journal's own load quarantines it
                 continue
-            if "row" not in entry:
-                continue
-            sweep = json.loads(entry["row"].get("extra") or "{}").get("sweep_id") or sweep
-            by_key.pop((sweep, entry["key"]), None)
-            by_key[(sweep, entry["key"])] = (sweep, entry["row"])
-        rows += by_key.values()
-    return rows
+            key = entry["key"]
+            if "row" in entry:
+                sweep = json.loads(entry["row"].get("extra") or "{}").get("sweep_id") or sweep
+                cells.pop((sweep, key), None)
+                cells[(sweep, key)] = {"row": entry["row"], "rounds": pending.pop(key, {})}
+            elif entry["record"].get("times_ms"):
+                rounds = pending.setdefault(key, {})
+                if entry["round"] in rounds:
+                    rounds.clear()
+                rounds[entry["round"]] = entry["record"]["times_ms"]
+    return cells
 
 
 def main() -> None:
@@ -49,16 +58,16 @@ def main() -> None:
     args = parser.parse_args()
     if not args.journal.is_dir():
         parser.error(f"--journal {args.journal}: no such folder")
-    rows = journal_rows(args.journal)
+    rows = [(sweep, cell["row"]) for (sweep, _), cell in read_sweeps(args.journal).items()]
     if not args.sweep:
         counts = Counter((sweep, row["model"], row["status"]) for sweep, row in rows)
         for (sweep, model, status), n in sorted(counts.items(), key=str):
-            print(f"{sweep or 'unlabelled'}  {model}  {status}: {n}")
+            print(f"{sweep}  {model}  {status}: {n}")
         return
     known = {sweep for sweep, _ in rows}
     unknown = [s for s in args.sweep if s not in known]
     if unknown:
-        parser.error(f"--sweep {unknown}: not in {args.journal}; there: {sorted(s for s in known if s)}")
+        parser.error(f"--sweep {unknown}: not in {args.journal}; there: {sorted(known)}")
     if not args.out:
         parser.error("--out is needed with --sweep")
     table = pd.DataFrame([row for sweep, row in rows if sweep in args.sweep])

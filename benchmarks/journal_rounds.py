@@ -12,7 +12,6 @@ both). Reads the journal only: nothing is measured.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,30 +19,15 @@ import numpy as np
 
 from bench_pipeline.harness.results import cell_name
 from bench_pipeline.harness.sweep import BASELINE
+from journal_results import read_sweeps
 
 
 def read_journal(directory: Path) -> tuple[dict[tuple[str, str], dict], dict[tuple[str, str], dict[int, float]]]:
-    """Finished rows and each one's round medians by round index, both by (sweep, key): a key measured by two
-    sweeps (the same config run twice) keeps both. A cell's rounds are journaled before its row, so they
-    belong to the next row of their key (``journal_results.py`` names the sweeps)."""
-    rows: dict[tuple[str, str], dict] = {}
-    medians: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for path in sorted(directory.glob("*.jsonl")):
-        pending: dict[str, dict[int, float]] = defaultdict(dict)
-        sweep = "unlabelled"
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # a torn line: the journal's own load quarantines it
-                continue
-            key = entry["key"]
-            if "row" in entry:
-                sweep = json.loads(entry["row"].get("extra") or "{}").get("sweep_id") or sweep
-                rows[(sweep, key)] = entry["row"]
-                medians[(sweep, key)] |= pending.pop(key, {})
-            elif entry["record"].get("times_ms"):
-                pending[key][entry["round"]] = float(np.median(entry["record"]["times_ms"]))
-    return rows, medians
+    """Finished rows and each one's round medians by round index, both by (sweep, key), as
+    ``journal_results.read_sweeps`` attributes them."""
+    cells = read_sweeps(directory)
+    return ({at: cell["row"] for at, cell in cells.items()},
+            {at: {r: float(np.median(t)) for r, t in cell["rounds"].items()} for at, cell in cells.items()})
 
 
 def table(rows: dict[tuple[str, str], dict], medians: dict[tuple[str, str], dict[int, float]],

@@ -66,6 +66,9 @@ def test_every_round_that_agrees_counts_not_only_the_closest_few():
     # an outlier still stays out, and the widest agreeing window wins
     one_off = {i: np.array([m]) for i, m in enumerate([15.0, 10.0, 10.3, 10.1, 10.9])}
     assert agreeing_rounds(one_off, 3, max_spread=0.10) == [1, 2, 3, 4]
+    # widening keeps the closest three: a wider window of slower rounds elsewhere never replaces them
+    slowed = {i: np.array([m]) for i, m in enumerate([9.8, 10.0, 10.02, 10.9, 11.0])}
+    assert agreeing_rounds(slowed, 3, max_spread=0.10) == [0, 1, 2]
     # where even the closest three disagree, they are what is judged (the cell is unstable)
     scattered = {i: np.array([m]) for i, m in enumerate([4.9, 9.5, 7.9, 7.7, 4.6])}
     assert agreeing_rounds(scattered, 3, max_spread=0.10) == agreeing_rounds(scattered, 3) == [1, 2, 3]

@@ -245,3 +245,29 @@ def test_the_baseline_is_measured_again_beside_a_candidate_measured_now(setup):
     candidate = [r for r in rows if r["variant"] == "eager-attn"]
     assert all("reused_from_journal" not in json.loads(r["extra"]) for r in baseline)  # measured again
     assert all(json.loads(r["extra"])["speedup_paired"] for r in candidate if r["status"] == "ok")
+
+
+def test_journal_scripts_attribute_rows_and_rounds_of_an_older_journal(tmp_path):
+    """A journal from before every row named its sweep, with a killed sweep's rounds left in it: a row without an
+    id belongs to the labelled row before it (or to `unlabelled`), and the killed attempt's rounds never join the
+    next attempt's row."""
+    def row(key, status, sweep=None, p50=None, variant="default"):
+        extra = json.dumps({"sweep_id": sweep}) if sweep else None
+        return {"key": key, "row": {"model": "m", "backend": "eager", "variant": variant, "precision": "fp32",
+                                    "batch": 1, "seq": 8, "status": status, "p50_ms": p50, "extra": extra}}
+
+    def round_(key, index, ms):
+        return {"key": key, "round": index, "record": {"status": "measured", "times_ms": [ms, ms]}}
+
+    killed = [round_("K", i, 9.0) for i in range(4)]  # a sweep killed in its cell's retries
+    lines = [row("S", "skipped", variant="s"), *killed, round_("K", 0, 5.0), round_("K", 1, 5.1),
+             round_("K", 2, 5.2), row("K", "ok", "A", 5.1),
+             row("T", "skipped", variant="t")]
+    (tmp_path / "eager.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT / "src")}
+    listing = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks/journal_results.py"), "--journal",
+                              str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert listing.stdout.splitlines() == ["A  m  ok: 1", "A  m  skipped: 1", "unlabelled  m  skipped: 1"]
+    rounds = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks/journal_rounds.py"), "--journal",
+                             str(tmp_path), "--sweep", "A"], capture_output=True, text=True, env=env, timeout=120)
+    assert "| A | b1_s8 | eager/default/fp32 | ok | 5.000, 5.100, 5.200 |" in rounds.stdout, rounds.stderr

@@ -33,6 +33,11 @@ def reusable(row: dict[str, Any]) -> bool:
     """Whether a journaled row may stand for this run: a kept status, measured on a quiet machine."""
     return row.get("status") in REUSABLE and not row.get("contamination")
 
+# How a row is made from its rounds (which rounds count, the dispatch probe, the verdict). Bump it when that
+# changes, so a journal never serves a row the current rules would not make: 2 = agreeing rounds widened within
+# max_spread, no dispatch share for a call that synchronizes inside (2026-12-02).
+MEASUREMENT_RULES = 2
+
 # Environment facts that change what a cell measures (not clocks or temperature, which drift).
 _STABLE_ENV_PREFIXES = ("gpu.name", "gpu.driver", "gpu.compute_capability", "lib.", "cpu.model", "torch.", "device")
 
@@ -73,9 +78,10 @@ def cell_key(
 def key_context(
     model_info: dict[str, Any], environment: dict[str, Any], config: Any, artifacts: Any = None
 ) -> dict[str, Any]:
-    """Everything besides the cell itself that a journaled result depends on: the model, the
-    settings that shape a measurement, the environment fingerprint and the stage artifacts."""
+    """Everything besides the cell itself that a journaled result depends on: the measurement rules, the
+    model, the settings that shape a measurement, the environment fingerprint and the stage artifacts."""
     return {
+        "rules": MEASUREMENT_RULES,
         "model": {k: model_info[k] for k in ("path", "name", "weights_sha256")},
         "settings": config.model_dump(
             include={"timing", "rounds", "noise", "isolation", "tolerances", "seed", "threads", "device"}),

@@ -43,7 +43,9 @@ def round_spread(rounds: list[np.ndarray]) -> float:
 
 def agreeing_rounds(rounds: dict[int, np.ndarray], count: int, max_spread: float | None = None) -> list[int]:
     """The rounds that agree: the ``count`` whose medians lie closest together (all of them if there are no
-    more), widened to every further round that keeps their spread within ``max_spread``.
+    more), widened by the neighbouring rounds that keep the spread within ``max_spread``: the widest such
+    window around the closest ``count``, never one that drops them (which could trade the fastest agreeing
+    round for slowed ones).
 
     A retried cell has more rounds than it needs; an outlying round (a burst of load, the first
     round of a cold process) is then left out instead of averaged in, while a round that agrees is
@@ -58,7 +60,7 @@ def agreeing_rounds(rounds: dict[int, np.ndarray], count: int, max_spread: float
     start = min(range(len(ordered) - count + 1), key=lambda i: medians[i + count - 1] - medians[i])
     end = start + count
     if max_spread is not None and round_spread([rounds[r] for r in ordered[start:end]]) <= max_spread:
-        windows = [(i, j) for i in range(len(ordered)) for j in range(i + count, len(ordered) + 1)
+        windows = [(i, j) for i in range(start + 1) for j in range(end, len(ordered) + 1)
                    if round_spread([rounds[r] for r in ordered[i:j]]) <= max_spread]
         start, end = max(windows, key=lambda w: (w[1] - w[0], -(medians[w[1] - 1] - medians[w[0]])))
     return sorted(ordered[start:end])

@@ -291,7 +291,7 @@ def _measured_row(unit: Unit, cell: Cell, opened: dict[str, Any], config: Benchm
         violation(parity, config.tolerances[unit.precision]) if parity else None)
     faster = faster_round_left_out(clean, counted_ids, config.rounds.max_spread) if clean else None
     status, reason = _verdict(failed, accuracy,
-                              len(clean), spread, contaminated, len(measured), config, faster)
+                              len(clean), spread, contaminated, len(measured), config, faster, len(counted_ids))
     extra |= {
         "counted_rounds": counted_ids,
         "round_p50_ms": {str(r): float(np.median(t)) for r, t in sorted(all_rounds.items())},
@@ -333,7 +333,7 @@ def _contamination(measured: dict[int, dict[str, Any]]) -> str | None:
 
 
 def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config,
-             faster: float | None = None) -> tuple[str, str | None]:
+             faster: float | None, n_counted: int) -> tuple[str, str | None]:
     """Status and reason of a measured cell: a failure in any round wins, then accuracy, then stability."""
     if failed:
         return failed["status"], failed["reason"]
@@ -344,14 +344,14 @@ def _verdict(failed, accuracy, n_clean, spread, contaminated, n_measured, config
         return Status.UNSTABLE, f"only {n_clean} of {n_measured} rounds were clean (needed {needed}); {contaminated}"
     if spread is not None and spread > config.rounds.max_spread:
         return Status.UNSTABLE, (
-            f"rounds disagree: the {needed} closest round medians spread {spread:.0%} "
+            f"rounds disagree: the {n_counted} closest round medians spread {spread:.0%} "
             f"(allowed {config.rounds.max_spread:.0%}) after {n_measured} rounds"
         )
     if faster is not None:
         return Status.UNSTABLE, (
             f"rounds disagree: a round left out ran at {faster:.4g} ms, more than {config.rounds.max_spread:.0%} "
-            f"faster than the {needed} agreeing rounds after {n_measured} rounds: interference only slows, so "
-            "the agreeing rounds may all have been slowed"
+            f"faster than the {n_counted} agreeing rounds after {n_measured} rounds: interference only "
+            "slows, so the agreeing rounds may all have been slowed"
         )
     return Status.OK, None
 
