@@ -45,7 +45,8 @@ def inside(value: float, low: float, high: float) -> bool:
 
 def compare(plain: pd.DataFrame, fanout: pd.DataFrame) -> pd.DataFrame:
     """One row per cell of either table: statuses, p50s and intervals, and the two inclusion checks."""
-    both = plain.join(fanout, how="outer", suffixes=("_plain", "_fanout"))
+    both = plain.merge(fanout, how="outer", left_index=True, right_index=True,
+                       suffixes=("_plain", "_fanout"))  # join() takes suffixes only from pandas 3.1
     rows = []
     for key, r in both.iterrows():
         measured = r.status_plain in MEASURED and r.status_fanout in MEASURED

@@ -1,9 +1,11 @@
-"""Print the generation table of one or more results files: TTFT, per-token p50, tokens/s, speedup over FP32 eager.
+"""Print the generation table of one or more results files, as the report shows it: TTFT, per-token p50/p90/p99,
+end-to-end p50, tokens/s, speedup over FP32 eager (° where not paired round by round), KV cache, parity, status.
 
     python benchmarks/generation_table.py data/08_reporting/results.csv [more.csv ...] > table.md
 
-One Markdown table per file (headed by its model): cells with numbers (status ok, or unstable: measured while
-something competed for the machine, shown but never trusted), then what did not run and why.
+One Markdown table per file (headed by its model): cells with numbers (ok, unstable: measured while something
+competed for the machine or with rounds that disagree, shown but never trusted; fail_accuracy), then what did
+not run and why. The table is the report's own (``reporting/generation.py``), so the two never differ.
 """
 
 from __future__ import annotations
@@ -12,29 +14,16 @@ import sys
 
 import pandas as pd
 
-
-def _ci(value, low, high, spec: str) -> str:
-    if pd.isna(value):
-        return ""
-    text = format(value, spec)
-    return text if pd.isna(low) or pd.isna(high) else f"{text} [{format(low, spec)}–{format(high, spec)}]"
+from bench_pipeline.reporting.generation import generation_table, new_tokens_of
+from bench_pipeline.reporting.markdown import markdown_table
+from bench_pipeline.reporting.tables import UNPAIRED_LEGEND
 
 
 def table(path: str) -> str:
     df = pd.read_csv(path)
-    ok = df[df.status.isin(["ok", "unstable"])].sort_values(["batch", "seq", "backend", "variant", "precision"])
-    new_tokens = int(df.new_tokens.dropna().iloc[0]) if df.new_tokens.notna().any() else "?"
-    lines = [f"### {df.model.iloc[0]} · {df.device.iloc[0]} · {new_tokens} new tokens", "",
-             "| backend/variant/precision | batch | prompt | TTFT ms | per-token p50 ms | tokens/s "
-             "| speedup over FP32 eager | status |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in ok.itertuples(index=False):
-        lines.append(
-            f"| {r.backend}/{r.variant}/{r.precision} | {r.batch} | {r.seq} | "
-            f"{_ci(r.ttft_ms, r.ttft_ci_low_ms, r.ttft_ci_high_ms, '.2f')} | "
-            f"{_ci(r.tpot_p50_ms, r.tpot_p50_ci_low_ms, r.tpot_p50_ci_high_ms, '.3f')} | "
-            f"{r.throughput_tok_s:,.0f} | "
-            f"{_ci(r.speedup, r.speedup_ci_low, r.speedup_ci_high, '.2f')} | {r.status} |")
-    other = df[~df.status.isin(["ok", "unstable"])]
+    lines = [f"### {df.model.iloc[0]} · {df.device.dropna().iloc[0]} · {new_tokens_of(df)} new tokens", "",
+             markdown_table(generation_table(df)), "", f"{UNPAIRED_LEGEND}."]
+    other = df[~df.status.isin(["ok", "unstable", "fail_accuracy"])]
     other = other.drop_duplicates(["backend", "variant", "precision", "status", "reason"])
     if len(other):
         lines += ["", "Not ok:"] + [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-BACKENDS = ("eager", "dynamo", "onnxruntime", "tensorrt")
+from bench_pipeline.backends import runnable
 
 
 def run_benchmark(env: str, config: dict) -> pd.DataFrame:
@@ -20,7 +20,7 @@ def run_benchmark(env: str, config: dict) -> pd.DataFrame:
     its output goes to ``data/<env>.log`` as it runs (a run stopped by a timeout still
     says where it was), the last of it is printed, and ``results.parquet`` is returned."""
     backends = config["benchmark"].setdefault("backends", {})
-    for name in BACKENDS:
+    for name in runnable():
         backends.setdefault(name, {"enabled": False})
     Path(f"conf/{env}").mkdir(exist_ok=True)
     Path(f"conf/{env}/parameters_benchmark.yml").write_text(yaml.safe_dump(config))
@@ -28,8 +28,10 @@ def run_benchmark(env: str, config: dict) -> pd.DataFrame:
     results.unlink(missing_ok=True)  # a run that dies must not hand back the previous run's table
     log = Path(f"data/{env}.log")
     with log.open("w") as out:
-        subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines=benchmark", "--env", env],
-                       stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"})
+        done = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines=benchmark", "--env", env],
+                              stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"KEDRO_DISABLE_TELEMETRY": "1"})
     print(log.read_text()[-4500:])
+    if done.returncode:
+        sys.exit(f"kedro run --env {env} failed (exit {done.returncode}); its output is in {log}")
     pd.set_option("display.width", 250)
     return pd.read_parquet(results)

@@ -14,7 +14,7 @@ FP16 tensor peak, FLOPs = 2 * batch * seq * layers * (4 h^2 + 2 h i)  (Q, K, V, 
 the issue's (3.9 ms / 0.6 = 6.4 ms, as stated there) and this formula's (3.12 ms / 0.6 = 5.2 ms).
 
 The speedups over FP16 are ratios of p50s measured in the same interleaved rounds (not paired round by round);
-the speedup over FP32 is the sweep's paired one.
+the speedup over FP32 is the sweep's own: paired round by round unless marked °.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pandas as pd
 
 from bench_pipeline.reporting.markdown import markdown_table
 from bench_pipeline.reporting.roofline import forward_flops, gpu_peak
+from bench_pipeline.reporting.tables import UNPAIRED_LEGEND, UNPAIRED_MARK, extra_of
 
 ISSUE_BOUND_MS = 3.9  # the issue's FP16 bound at 32x512 on the H200 (embeddings counted as matmuls)
 ISSUE_LIMIT_MS = 6.4  # the issue's 60 % threshold at 32x512
@@ -64,7 +65,8 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
             "status": r.status,
             "p50 ms [95 % CI]": _ci(r.p50_ms, r.p50_ci_low_ms, r.p50_ci_high_ms) if ok
             else (r.reason if isinstance(r.reason, str) else ""),
-            "× FP32 [CI]": _ci(r.speedup, r.speedup_ci_low, r.speedup_ci_high, 2) if ok else "",
+            "× FP32 [CI]": _ci(r.speedup, r.speedup_ci_low, r.speedup_ci_high, 2)
+            + (UNPAIRED_MARK if extra_of(r).get("speedup_paired") is False else "") if ok else "",
             "× FP16 eager": f"{eager16.iloc[0] / r.p50_ms:.2f}" if ok and len(eager16) else "",
             "× best FP16": f"{cell_fp16['p50_ms'].min() / r.p50_ms:.2f}" if ok and len(cell_fp16) else "",
             "cosine": f"{r.cosine:.5f}" if ok else "", "max abs": f"{r.max_abs:.2e}" if ok else "",
@@ -87,6 +89,8 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
             passing = largest[largest["_ok"] & (largest["_p50"] <= limit)].sort_values("_p50")
             names = ", ".join(f"{c} ({p:.2f} ms)" for c, p in zip(passing["config"], passing["_p50"]))
             notes.append(f"passes 60 % ({label}, <= {limit:.2f} ms, status ok only): {names or 'none'}")
+    if table["× FP32 [CI]"].str.endswith(UNPAIRED_MARK).any():
+        notes.append(UNPAIRED_LEGEND)
     return table[COLUMNS], notes
 
 

@@ -38,7 +38,8 @@ def precision_table(tmp_path, rows, gpu_name) -> subprocess.CompletedProcess:
 
 def test_table_names_the_cell_that_passes_60_percent_and_gives_the_bound(tmp_path):
     rows = [row("eager", "default", "fp32", 69.9), row("eager", "default", "fp16", 8.0),
-            row("dynamo", "inductor", "fp8", 5.0), row("onnxruntime", "cuda", "int8", 6.0),
+            row("dynamo", "inductor", "fp8", 5.0),
+            row("onnxruntime", "cuda", "int8", 6.0, extra='{"speedup_paired": false}'),
             row("onnxruntime", "cuda", "tf32", 4.0, status="unstable"),
             make_row(model="bert", backend="onnxruntime", variant="tensorrt-ep", precision="int8", batch=32, seq=512,
                      status="skipped", reason="TensorrtExecutionProvider is installed but did not load")]
@@ -52,6 +53,9 @@ def test_table_names_the_cell_that_passes_60_percent_and_gives_the_bound(tmp_pat
     assert table.loc["dynamo/inductor/fp8", "× FP16 eager"] == 1.6
     assert round(table.loc["dynamo/inductor/fp8", "% FP16 roofline"], 1) == 62.5
     assert table.loc["onnxruntime/tensorrt-ep/int8", "status"] == "skipped"
+    assert table.loc["onnxruntime/cuda/int8", "× FP32 [CI]"].endswith("°")  # not paired round by round
+    assert not table.loc["dynamo/inductor/fp8", "× FP32 [CI]"].endswith("°")
+    assert "° a speedup not paired round by round" in done.stdout
     assert "TensorrtExecutionProvider is installed but did not load" in (tmp_path / "out" / "precisions.md").read_text()
 
 

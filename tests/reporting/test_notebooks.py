@@ -93,6 +93,20 @@ def test_intervals_are_error_bars_where_present_and_the_runs_speedup_wins():
     assert spans == [(4.0, 7.0)] * 5 + [(5.0, 5.0)]  # 1×128 has no interval: no whisker
     assert bars["eager fp32"].errorbar is None  # no row of it has an interval
     assert "whiskers: bootstrap 95 % interval" in ax.get_legend().get_title().get_text()
+    assert "°" not in ax.get_legend().get_title().get_text()  # every speedup here is paired (or a plain ratio)
+
+
+def test_a_speedup_not_paired_round_by_round_is_marked_on_its_bar():
+    results = load_results(GPU_RESULTS)
+    unpaired = ((results.backend == "onnxruntime") & (results.variant == "cuda") & (results.precision == "fp16")
+                & (results.batch == 1) & (results.seq == 128))
+    results["extra"] = results["extra"].astype(object)
+    results.loc[unpaired, "extra"] = '{"speedup_paired": false}'
+    env, model_info = records_beside(GPU_RESULTS)
+    ax = speedup_bars(results, env, model_info, None)[0].axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert sum(text.endswith("°") for text in labels) == 1
+    assert "° not paired round by round" in ax.get_legend().get_title().get_text()
 
 
 def test_comparing_runs_needs_two_and_keeps_cells_only_one_measured():

@@ -16,6 +16,7 @@ shard that measured it; each candidate's speedup stays the one paired inside its
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import pickle
 import time
@@ -176,7 +177,7 @@ def run_shards(client: Any, shards: list[Shard], config: BenchmarkConfig, sweep_
             future.release()  # off the worker now: a worker that dies later must not make it run again
             progress[(record["worker"], "done")] += 1
         except Exception as error:  # noqa: BLE001 - a shard lost twice is its cells' status, not the sweep's end
-            record = _failed(shard, error, tracking)
+            record = _failed(shard, error, tracking, sweep_id)
             progress[("(lost)", "failed")] += 1
         records.append(record | {"key": shard.key})
         if waiting[shard.gpu]:
@@ -196,14 +197,15 @@ def overlaps(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[s
             if a["start"] < b["end"] and b["start"] < a["end"]]
 
 
-def _failed(shard: Shard, error: BaseException, tracking: dict[str, Any] | None) -> dict[str, Any]:
+def _failed(shard: Shard, error: BaseException, tracking: dict[str, Any] | None, sweep_id: str) -> dict[str, Any]:
     """Rows for a shard that could not be measured: ``crashed`` when its worker died twice, else ``error``."""
     killed = type(error).__name__ == "KilledWorker"
     status = "crashed" if killed else "error"
     reason = (f"its Dask worker died on two attempts ({type(error).__name__})" if killed
               else f"the shard failed twice: {type(error).__name__}: {_first_line(error)}")
     log.warning("%s (%s): %s", shard.key, ", ".join(u.label for u in shard.units), reason)
-    rows = [make_row(**u.base, batch=c.batch, seq=c.seq, status=status, reason=reason)
+    extra = json.dumps({"sweep_id": sweep_id, "shard": shard.key})
+    rows = [make_row(**u.base, batch=c.batch, seq=c.seq, status=status, reason=reason, extra=extra)
             for u in shard.units if not is_baseline(u) for c in u.todo]
     device = {"gpu_id": "", "gpu_uuid": None, "host": "", "shard": shard.key}
     now = time.time()

@@ -71,10 +71,13 @@ def dispatch_share(
 
 def share_from(gpu_only_ms: list[float], host_ms: list[float], p50_ms: float, spin_ms: float) -> float | None:
     """The share from the probe's timings, or None where the call did not return to the host until the spin
-    was mostly over: it waited for the GPU inside, so its kernels after that wait were never queued and the
-    "GPU-only" time holds host gaps. (Before, such a call read 0.0, "not dispatch-bound": eager BERT-base at
-    1x128 on the H200, 4.5 ms a call and launch-bound by every other measure, had a share of 0.) A call that
-    queues freely returns after its host time, at most about p50; one that waits returns after the spin."""
+    was mostly over: it waited for the GPU somewhere inside, and if that wait came before its last kernel,
+    the kernels after it were never queued and the "GPU-only" time holds host gaps. The probe cannot tell
+    where the wait was (a call that only syncs at its end, or one held by a full launch queue, is measurable
+    in principle), so it gives no number rather than a possibly wrong one. (Before, such a call read 0.0,
+    "not dispatch-bound": eager BERT-base at 1x128 on the H200, 4.5 ms a call and launch-bound by every other
+    measure, had a share of 0.) A call that queues freely returns after its host time, at most about p50; one
+    that waits returns after the spin."""
     if float(np.median(host_ms)) > (p50_ms + spin_ms) / 2:
         return None
     return float(min(1.0, max(0.0, 1 - float(np.median(gpu_only_ms)) / p50_ms)))

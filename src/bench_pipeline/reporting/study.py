@@ -22,7 +22,16 @@ from matplotlib.figure import Figure
 from bench_pipeline.harness.status import Status
 from bench_pipeline.reporting.figures import Drawn, figure_title
 from bench_pipeline.reporting.formatting import cell_label, config_label
-from bench_pipeline.reporting.tables import CELL, _numeric, add_speedup, check_frame, ordered_configs, rows_of
+from bench_pipeline.reporting.tables import (
+    CELL,
+    UNPAIRED_MARK,
+    _numeric,
+    add_speedup,
+    check_frame,
+    extra_of,
+    ordered_configs,
+    rows_of,
+)
 
 _READERS = {".parquet": pd.read_parquet, ".csv": pd.read_csv}
 STUDY_TITLE = "Speedup over the Hugging Face baseline (PyTorch eager FP32), p50 latency"
@@ -81,6 +90,7 @@ def speedup_bars(
     width = 0.8 / len(configs)
     fig = Figure(figsize=(max(7.5, 0.22 * len(cells) * len(configs) + 3.5), 5.2), layout="constrained")
     ax = fig.subplots()
+    unpaired = False
     for k, config in enumerate(configs):
         rows = rows_of(frame, config).set_index(CELL).reindex(cells)
         x = np.arange(len(cells)) + (k - (len(configs) - 1) / 2) * width
@@ -91,7 +101,10 @@ def speedup_bars(
         color = colors(all_configs.index(config) % colors.N)
         bars = ax.bar(x, heights, width, yerr=errors, capsize=2, color=color, label=config_label(*config),
                       error_kw={"elinewidth": 1, "ecolor": "0.2"})
-        ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=2)
+        marks = [UNPAIRED_MARK if extra_of(r).get("speedup_paired") is False else "" for r in rows.itertuples()]
+        unpaired = unpaired or any(marks)
+        ax.bar_label(bars, labels=["" if np.isnan(h) else f"{h:.1f}{mark}" for h, mark in zip(heights, marks)],
+                     fontsize=6, padding=2)
     ax.axhline(1.0, color="0.2", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(cells)), [cell_label(b, s) for b, s in cells])
     ax.set_xlabel("batch size × sequence length (tokens)")
@@ -101,6 +114,8 @@ def speedup_bars(
     whiskers = "whiskers: bootstrap 95 % interval" if frame["speedup_ci_low"].notna().any() else (
         "no intervals in these results")
     legend_title = f"{whiskers}; {dropped} cell(s) not ok not drawn" if dropped else whiskers
+    if unpaired:
+        legend_title += f"\n{UNPAIRED_MARK} not paired round by round"
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title=legend_title, title_fontsize=7)
     title = figure_title(STUDY_TITLE, env, model_info, df)
     fig.suptitle(f"{title}\n{note}" if note else title, fontsize=12)
