@@ -6,7 +6,9 @@
 #   benchmarks/gpu_session.sh status           progress; copies each finished job's <job>.tgz into $OUT
 # Jobs (each under its own timeout; a job that fails or times out leaves its log and what it measured):
 #   deberta     issue 11: benchmarks/gpu_deberta.py base (ORT CUDA / CUDA-graph FP16 on DeBERTa-v3-base's shape)
-#   fanout      issue 13: the eager BERT-base sweep at seq 128 plainly, then with one Dask GPU worker; fanout_compare.py
+#   fanout      issue 13: the eager BERT-base sweep at seq 128 plainly, with one Dask GPU worker, plainly again
+#               (~5.5 min); fanout_compare.py of the fan-out against each plain run and of the two plain runs,
+#               so the fan-out's difference stands beside the host's own between two plain runs
 #   precisions  issue 15: --env gpu_precisions, then precision_table.py
 #   precisions-32x512  the same at 32x512 alone: the shape the 2026-12-02 session's sweep did not reach (the
 #               table then joins two sweeps, each cell's ratios from its own)
@@ -48,7 +50,12 @@ job() {
         --params "$FANOUT_PARAMS,benchmark.scale.gpus=1,benchmark.scale.cpu_workers=0"
       cp data/08_reporting/results.csv "$dir/fanout.csv"
       keep_reporting "$dir"
-      timed 60 compare "$dir" python3 benchmarks/fanout_compare.py "$dir/plain.csv" "$dir/fanout.csv" "$dir";;
+      timed 300 plain2 "$dir" python3 -m kedro run --pipelines=benchmark --env gpu --params "$FANOUT_PARAMS"
+      cp data/08_reporting/results.csv "$dir/plain2.csv"
+      for pair in "plain fanout" "plain2 fanout" "plain plain2"; do
+        set -- $pair
+        timed 60 "compare $1 $2" "$dir" python3 benchmarks/fanout_compare.py "$dir/$1.csv" "$dir/$2.csv" "$dir/$1_vs_$2"
+      done;;
     precisions)
       timed 900 "gpu_precisions" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu_precisions
       keep_reporting "$dir"
