@@ -64,7 +64,8 @@ job() {
       timed 600 "gpu_precisions 32x512" "$dir" python3 -m kedro run --pipelines=benchmark --env gpu_precisions \
         --params "benchmark.grid.batch_sizes=[32],benchmark.grid.sequence_lengths=[512]"
       keep_reporting "$dir"
-      timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table";;
+      timed 60 table "$dir" python3 benchmarks/precision_table.py --out "$dir/table" --results \
+        data/08_reporting/results.parquet benchmarks/results/2026-12-02-h200-session/precisions/results.csv;;
     generate)
       # shellcheck disable=SC2086  # the model names are words
       OUT=$dir PER_MODEL_TIMEOUT_S=900 timed 1800 generate "$dir" bash benchmarks/gpu_generate.sh \

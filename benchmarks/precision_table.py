@@ -2,7 +2,7 @@
 eager (paired, with interval) and over FP16 (eager FP16 and the fastest ok FP16 cell), parity (cosine, max abs),
 and the share of the FP16 roofline; then which cell, if any, reaches 60 % of it at the largest cell.
 
-  python benchmarks/precision_table.py [--results data/08_reporting/results.parquet]
+  python benchmarks/precision_table.py [--results data/08_reporting/results.parquet [more.csv ...]]
       [--model-info data/06_models/model_info.json] [--environment data/08_reporting/environment.json]
       [--out data/08_reporting/precisions]
 
@@ -96,12 +96,18 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="data/08_reporting/results.parquet")
+    parser.add_argument("--results", nargs="+", default=["data/08_reporting/results.parquet"],
+                        help="one or more results tables (.parquet or .csv) of sweeps over different cells")
     parser.add_argument("--model-info", default="data/06_models/model_info.json")
     parser.add_argument("--environment", default="data/08_reporting/environment.json")
     parser.add_argument("--out", default=None, help="folder for precisions.md and precisions.csv")
     args = parser.parse_args()
-    results = pd.read_parquet(args.results) if args.results.endswith(".parquet") else pd.read_csv(args.results)
+    tables = [pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path) for path in args.results]
+    results = pd.concat(tables, ignore_index=True)
+    cells = results[["backend", "variant", "precision", "batch", "seq"]]
+    if cells.duplicated().any():  # a cell from two sweeps: which one the table would show is arbitrary
+        twice = cells[cells.duplicated()].astype(str).agg("/".join, axis=1)
+        parser.error(f"--results {args.results}: cells in more than one table: {', '.join(twice[:5])}")
     model_info = json.loads(Path(args.model_info).read_text())
     env_path = Path(args.environment)
     env = json.loads(env_path.read_text()) if env_path.is_file() else {}

@@ -67,3 +67,26 @@ def test_a_gpu_without_a_known_peak_gets_no_roofline_share_rather_than_another_g
     table = pd.read_csv(tmp_path / "out" / "precisions.csv")
     assert table["% FP16 roofline"].isna().all() and table["FP16 bound ms"].isna().all()
     assert table["× FP16 eager"].notna().all()  # the measured ratios stay
+
+
+def test_two_sweeps_over_different_cells_make_one_table_and_a_cell_in_both_is_refused(tmp_path):
+    first = to_frame([row("eager", "default", "fp32", 69.9)])
+    second = to_frame([make_row(model="bert", backend="eager", variant="default", precision="fp32", batch=1,
+                                seq=128, status="ok", device="cuda:0", p50_ms=4.5, p50_ci_low_ms=4.4,
+                                p50_ci_high_ms=4.6, speedup=1.0, cosine=1.0, max_abs=0.0)])
+    first.to_csv(tmp_path / "a.csv", index=False)
+    second.to_csv(tmp_path / "b.csv", index=False)
+    (tmp_path / "model_info.json").write_text(json.dumps(BERT_BASE))
+    (tmp_path / "environment.json").write_text(json.dumps({"gpu.name": "NVIDIA H200"}))
+
+    def run(*results):
+        return subprocess.run(
+            [sys.executable, "benchmarks/precision_table.py", "--results", *map(str, results), "--model-info",
+             str(tmp_path / "model_info.json"), "--environment", str(tmp_path / "environment.json")],
+            cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+    both = run(tmp_path / "a.csv", tmp_path / "b.csv")
+    assert both.returncode == 0, both.stderr
+    assert "| eager/default/fp32 | 1x128 |" in both.stdout and "| eager/default/fp32 | 32x512 |" in both.stdout
+    twice = run(tmp_path / "a.csv", tmp_path / "a.csv")
+    assert twice.returncode == 2 and "cells in more than one table: eager/default/fp32/32/512" in twice.stderr
