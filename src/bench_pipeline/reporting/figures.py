@@ -333,6 +333,13 @@ def draw_all(
         "latency_vs_batch.png": latency_vs_batch,
         "cost_break_even.png": cost_break_even,
     }
+    return draw_each(drawers, df, env, model_info)
+
+
+def draw_each(
+    drawers: Mapping[str, Any], df: pd.DataFrame, env: Mapping[str, Any], model_info: Mapping[str, Any]
+) -> tuple[dict[str, Figure], dict[str, str]]:
+    """Each drawer's figure by file name, or its note where it drew nothing."""
     figures, notes = {}, {}
     for name, draw in drawers.items():
         figure, note = draw(df, env, model_info)

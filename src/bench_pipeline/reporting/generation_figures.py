@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
 from bench_pipeline.harness.status import Status
-from bench_pipeline.reporting.figures import UNSTABLE_EDGE, Drawn, figure_title, missing_note
+from bench_pipeline.reporting.figures import UNSTABLE_EDGE, Drawn, draw_each, figure_title, missing_note
 from bench_pipeline.reporting.formatting import config_label
 from bench_pipeline.reporting.generation import is_generation
 from bench_pipeline.reporting.tables import (
@@ -242,11 +242,4 @@ def draw_generation(df: pd.DataFrame, env: Mapping[str, Any],
         return {}, {}
     drawers = {"generation_vs_batch.png": generation_vs_batch, "generation_ttft.png": generation_ttft,
                "generation_speedup.png": generation_speedup}
-    figures, notes = {}, {}
-    for name, draw in drawers.items():
-        figure, note = draw(df, env, model_info)
-        if figure is not None:
-            figures[name] = figure
-        else:
-            notes[name] = note
-    return figures, notes
+    return draw_each(drawers, df, env, model_info)
