@@ -86,7 +86,7 @@ def check_generation_config(config: dict[str, Any], prompt_lengths: list[int], n
 
 def resolve_generation_model(spec: ModelSpec, models_dir: Path, seed: int) -> dict[str, Any]:
     """The decoder as a local directory and the facts the report needs (``model_info``)."""
-    from bench_pipeline.model.source import _hub_snapshot, weights_digest
+    from bench_pipeline.model.source import hub_snapshot, weights_digest
 
     if spec.source in ("default", "preset"):
         name = spec.name if spec.source == "preset" else DEFAULT_PRESET
@@ -94,7 +94,7 @@ def resolve_generation_model(spec: ModelSpec, models_dir: Path, seed: int) -> di
     elif spec.source == "local":
         name, path = spec.name, Path(spec.name)
     else:
-        name, path = spec.name, _hub_snapshot(spec.name, spec.revision)
+        name, path = spec.name, hub_snapshot(spec.name, spec.revision)
     config = json.loads((path / "config.json").read_text())
     return {
         "name": name if spec.source != "default" else f"{name} (embedded, random weights)",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_pipeline.harness.parity import _differences
+from bench_pipeline.harness.parity import differences
 
 
 def first_divergent_step(tokens: np.ndarray, reference: np.ndarray) -> int | None:
@@ -34,7 +34,7 @@ def token_parity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray
         raise ValueError(f"step-1 logits of shape {logits.shape} differ from the reference's {expected.shape}")
     # ids masked to -inf on both sides (EOS while min_new_tokens holds) carry no number to compare
     compared = ~(np.isneginf(logits) & np.isneginf(expected))
-    columns |= _differences(logits[compared], expected[compared], prefix="")
+    columns |= differences(logits[compared], expected[compared], prefix="")
     if precision == "fp32" and step is not None:
         row = int(np.flatnonzero(outputs["token_ids"][:, step - 1] != reference["token_ids"][:, step - 1])[0])
         return columns, (f"generated ids differ from FP32 eager greedy from step {step} of "

@@ -23,13 +23,15 @@ def compare(
     if HIDDEN not in outputs:
         raise KeyError(f"backend produced no {HIDDEN!r}; outputs: {sorted(outputs)}")
     real = attention_mask.astype(bool)
-    result = _differences(outputs[HIDDEN][real], reference[HIDDEN][real], prefix="")
+    result = differences(outputs[HIDDEN][real], reference[HIDDEN][real], prefix="")
     if POOLED in reference and POOLED in outputs:
-        result |= _differences(outputs[POOLED], reference[POOLED], prefix="pooled_")
+        result |= differences(outputs[POOLED], reference[POOLED], prefix="pooled_")
     return result
 
 
-def _differences(actual: np.ndarray, expected: np.ndarray, prefix: str) -> dict[str, float]:
+def differences(actual: np.ndarray, expected: np.ndarray, prefix: str) -> dict[str, float]:
+    """Max abs, mean abs and cosine of ``actual`` against ``expected``, keys prefixed (the generation scenario's
+    logits parity uses the same measures as the forward one)."""
     if actual.shape != expected.shape:
         raise ValueError(f"output shape {actual.shape} differs from the reference {expected.shape}")
     a = actual.astype(np.float64).ravel()

@@ -56,7 +56,7 @@ def resolve_model(spec: ModelSpec, models_dir: Path, seed: int) -> dict[str, Any
     elif spec.source == "local":
         path, name = Path(spec.name).resolve(), Path(spec.name).name
     elif spec.source == "hub":
-        path, name = _hub_snapshot(spec.name, spec.revision), spec.name
+        path, name = hub_snapshot(spec.name, spec.revision), spec.name
     else:
         path, name = _materialize_preset(spec.name, models_dir, seed), f"{spec.name} (random weights)"
     if not (path / "config.json").is_file():
@@ -98,7 +98,7 @@ def _checkpoint_has_pooler(path: Path) -> bool:
     return False
 
 
-def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
+def hub_snapshot(repo_id: str, revision: str | None) -> Path:
     """Download (or find in the normal hub cache) a model repository's config, tokenizer and weights."""
     from huggingface_hub import snapshot_download
 
