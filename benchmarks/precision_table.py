@@ -29,7 +29,7 @@ import pandas as pd
 
 from bench_pipeline.reporting.markdown import markdown_table
 from bench_pipeline.reporting.roofline import forward_flops, gpu_peak
-from bench_pipeline.reporting.tables import UNPAIRED_LEGEND, UNPAIRED_MARK, extra_of
+from bench_pipeline.reporting.tables import UNPAIRED_LEGEND, UNPAIRED_MARK, unpaired_mark
 
 ISSUE_BOUND_MS = 3.9  # the issue's FP16 bound at 32x512 on the H200 (embeddings counted as matmuls)
 ISSUE_LIMIT_MS = 6.4  # the issue's 60 % threshold at 32x512
@@ -66,7 +66,7 @@ def must_show(results: pd.DataFrame, model_info: dict, gpu_name: str | None) -> 
             "p50 ms [95 % CI]": _ci(r.p50_ms, r.p50_ci_low_ms, r.p50_ci_high_ms) if ok
             else (r.reason if isinstance(r.reason, str) else ""),
             "× FP32 [CI]": _ci(r.speedup, r.speedup_ci_low, r.speedup_ci_high, 2)
-            + (UNPAIRED_MARK if extra_of(r).get("speedup_paired") is False else "") if ok else "",
+            + unpaired_mark(r) if ok else "",
             "× FP16 eager": f"{eager16.iloc[0] / r.p50_ms:.2f}" if ok and len(eager16) else "",
             "× best FP16": f"{cell_fp16['p50_ms'].min() / r.p50_ms:.2f}" if ok and len(cell_fp16) else "",
             "cosine": f"{r.cosine:.5f}" if ok else "", "max abs": f"{r.max_abs:.2e}" if ok else "",

@@ -31,12 +31,12 @@ from bench_pipeline.reporting.tables import (
     add_speedup,
     break_even,
     check_frame,
-    extra_of,
     has_values,
     marks_of,
     not_run_configs,
     ordered_configs,
     rows_of,
+    unpaired_mark,
     without_configs,
 )
 
@@ -153,7 +153,7 @@ def _annotate_cell(ax, i: int, j: int, row: Any, cmap, norm) -> str:
             return ""
         red, green, blue, _ = cmap(norm(row.speedup))
         ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-        marks = marks_of(row) + (UNPAIRED_MARK if extra_of(row).get("speedup_paired") is False else "")
+        marks = marks_of(row) + unpaired_mark(row)
         text = f"{row.speedup:.2f}×{marks}"
         if not (pd.isna(row.speedup_ci_low) or pd.isna(row.speedup_ci_high)):
             text += f"\n[{row.speedup_ci_low:.2f}–{row.speedup_ci_high:.2f}]"

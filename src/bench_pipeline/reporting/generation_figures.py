@@ -33,13 +33,12 @@ from bench_pipeline.reporting.tables import (
     BASELINE,
     CONFIG,
     UNPAIRED_LEGEND,
-    UNPAIRED_MARK,
     add_speedup,
     check_frame,
-    extra_of,
     has_values,
     ordered_configs,
     rows_of,
+    unpaired_mark,
 )
 
 # File names double as keys of the report_figures dict, beside figures.FIGURE_TITLES'.
@@ -223,9 +222,9 @@ def generation_speedup(df: pd.DataFrame, env: Mapping[str, Any], model_info: Map
         ax.set_title(f"prompt {prompt} tokens")
         ax.set_xlabel("batch size")
         for row in frame[frame["seq"] == prompt].itertuples(index=False):
-            if extra_of(row).get("speedup_paired") is False:
+            if mark := unpaired_mark(row):
                 unpaired = True
-                ax.annotate(UNPAIRED_MARK, (row.batch, row.speedup), xytext=(4, 4), textcoords="offset points")
+                ax.annotate(mark, (row.batch, row.speedup), xytext=(4, 4), textcoords="offset points")
     axes[0][0].set_ylabel("speedup over FP32 eager (×)")
     axes[0][0].set_ylim(bottom=0)
     _legend(fig, df, unstable, ("dashed: FP32 eager (1×)", *([f"{UNPAIRED_LEGEND}."] if unpaired else [])))

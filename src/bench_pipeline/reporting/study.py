@@ -28,9 +28,9 @@ from bench_pipeline.reporting.tables import (
     _numeric,
     add_speedup,
     check_frame,
-    extra_of,
     ordered_configs,
     rows_of,
+    unpaired_mark,
 )
 
 _READERS = {".parquet": pd.read_parquet, ".csv": pd.read_csv}
@@ -101,7 +101,7 @@ def speedup_bars(
         color = colors(all_configs.index(config) % colors.N)
         bars = ax.bar(x, heights, width, yerr=errors, capsize=2, color=color, label=config_label(*config),
                       error_kw={"elinewidth": 1, "ecolor": "0.2"})
-        marks = [UNPAIRED_MARK if extra_of(r).get("speedup_paired") is False else "" for r in rows.itertuples()]
+        marks = [unpaired_mark(r) for r in rows.itertuples()]
         unpaired = unpaired or any(marks)
         ax.bar_label(bars, labels=["" if np.isnan(h) else f"{h:.1f}{mark}" for h, mark in zip(heights, marks)],
                      fontsize=6, padding=2)

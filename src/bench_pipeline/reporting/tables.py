@@ -261,11 +261,16 @@ def extra_of(row: Any) -> dict[str, Any]:
     return json.loads(extra) if isinstance(extra, str) and extra else {}
 
 
+def unpaired_mark(row: Any) -> str:
+    """``UNPAIRED_MARK`` for a row whose speedup was not paired round by round, else ''."""
+    return UNPAIRED_MARK if extra_of(row).get("speedup_paired") is False else ""
+
+
 def speedup_text(row: Any) -> str:
     """A row's speedup over FP32 eager with its interval ('' where none), marked where it is not paired."""
     text = fmt_speedup(getattr(row, "speedup", None), getattr(row, "speedup_ci_low", None),
                        getattr(row, "speedup_ci_high", None))
-    return text + UNPAIRED_MARK if text and extra_of(row).get("speedup_paired") is False else text
+    return text + unpaired_mark(row) if text else text
 
 
 def marks_of(row: Any) -> str:

@@ -23,7 +23,6 @@ from bench_pipeline.system.files import json_sha256
 log = logging.getLogger(__name__)
 
 
-
 def optimizer_model_type(hf_model_type: str) -> str:
     """The ``onnxruntime.transformers.optimizer`` model type for a Hugging Face ``model_type``:
     its own where the optimizer has one, else ``bert``, the generic encoder path.
@@ -137,5 +136,5 @@ def _fused_model(in_path: Path, options: dict[str, Any], prepass_on_gpu: bool) -
     except Exception as error:  # noqa: BLE001 - any fusion bug: fall back to the graph without them
         message = f"{type(error).__name__}: {error}"[:MAX_MESSAGE]
         log.warning("ONNX Runtime's %s fusions failed on %s (%s): unfused graph",
-                       options["model_type"], in_path, message)
+                    options["model_type"], in_path, message)
         return optimizer.optimize_model(str(in_path), **arguments, opt_level=1, only_onnxruntime=True), message
