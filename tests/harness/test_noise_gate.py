@@ -58,7 +58,9 @@ def test_cells_timed_beside_busy_processes_are_unstable_and_measured_again_on_re
         assert "other processes kept" in row["contamination"] and "other processes kept" in row["reason"]
         assert row["p50_ms"] > 0  # the numbers are kept, marked
         assert len(json.loads(row["extra"])["round_p50_ms"]) == 3  # and every round's median with them
-        assert (row["rounds"], row["rounds_set_aside"]) == (2, 1)  # the retried round says it was not counted
+        # the retry's round is counted only if it agrees with the others; either way none is lost
+        assert row["rounds"] >= 2 and row["rounds"] + row["rounds_set_aside"] == 3
+        assert len(json.loads(row["extra"])["counted_rounds"]) == row["rounds"]
     assert not any(reusable(entry["row"]) for entry in journal.load().values())
 
     rerun = sweep(setup, journal, rounds={"count": 2, "retries": 1})
