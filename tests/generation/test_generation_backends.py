@@ -3,6 +3,8 @@ greedy ids as FP32 eager with the dynamic cache, and the KV cache paying off per
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -11,11 +13,11 @@ import torch
 from bench_pipeline.backends.base import Cell, CellFailure
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.generation.model import materialize_preset, prompt_ids, resolve_generation_model
-from bench_pipeline.generation.onnx_export import export_generation_onnx
+from bench_pipeline.generation.onnx_export import cache_names, export_generation_onnx
 from bench_pipeline.generation.ort_backend import CPU_FP16_NOTE, OrtGenerateBackend
 from bench_pipeline.generation.parity import token_parity
 from bench_pipeline.generation.plan import GenerationContext
-from bench_pipeline.generation.tensorrt_backend import TensorRTGenerateBackend
+from bench_pipeline.generation.tensorrt_backend import TensorRTGenerateBackend, decoder_profile
 from bench_pipeline.generation.torch_backend import CompiledGenerateBackend, EagerGenerateBackend
 from bench_pipeline.harness.status import Status
 
@@ -99,10 +101,43 @@ def test_cached_decode_is_faster_per_token_than_no_cache_at_a_long_prompt(ctx):
     assert per_token[True] * 2 < per_token[False], per_token
 
 
-def test_tensorrt_generation_is_skipped_with_the_reason(ctx):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_builds_the_decoder_engine_here_and_skips_its_cells_with_the_build_costs(ctx, precision):
+    """A real TensorRT-RTX build on this GPU-less machine, for compute capability 8.9: the row keeps what it cost."""
+    ctx = dataclasses.replace(ctx, cells=[Cell(1, 16), Cell(4, 32)])
     with pytest.raises(CellFailure) as failure:
-        TensorRTGenerateBackend().precheck(ctx, "default", "fp16", {})
-    assert failure.value.status == Status.SKIPPED and "TensorRT-LLM" in failure.value.reason
+        TensorRTGenerateBackend().open(ctx, "default", precision, {})
+    skip = failure.value
+    assert skip.status == Status.SKIPPED and "needs a CUDA GPU to run an engine" in skip.reason
+    assert skip.costs["build_s"] > 0 and skip.costs["export_s"] > 0
+    assert skip.extra["target_cc"] == "8.9" and "there is no GPU here" in skip.extra["build_note"]
+    assert skip.extra["profiles"] == ["batch 1..4 x new tokens 1..32 x past 0..36, tuned for batch 4, "
+                                      f"one token on a past of {32 + NEW_TOKENS // 2}"]
+    engines = list((ctx.workdir / "engines").glob(f"{precision}-*.plan"))
+    assert len(engines) == 1 and engines[0].stat().st_size == skip.extra["engine_bytes"] > 0
+    with pytest.raises(CellFailure) as again:  # the same graph and profile: the engine on disk, not a rebuild
+        TensorRTGenerateBackend().open(ctx, "default", precision, {})
+    assert again.value.extra["build_cache_hit"] and again.value.costs["build_s"] == skip.costs["build_s"]
+
+
+def test_decoder_profile_covers_the_prefill_and_the_last_decode_step_of_every_cell():
+    layout = {"layers": 2, "kv_heads": 4, "head_dim": 8}
+    profile = decoder_profile([Cell(1, 128), Cell(8, 512), Cell(32, 128)], 64, layout)["inputs"]
+    assert set(profile) == {"input_ids", "attention_mask", *cache_names(2)[0]}
+    for batch, prompt in [(1, 128), (8, 512), (32, 128)]:
+        prefill = {"input_ids": [batch, prompt], "attention_mask": [batch, prompt], "past.1.value": [batch, 4, 0, 8]}
+        last = prompt + 64 - 2  # the past of the 64th token
+        decode = {"input_ids": [batch, 1], "attention_mask": [batch, last + 1], "past.1.value": [batch, 4, last, 8]}
+        for shapes in (prefill, decode):
+            for name, shape in shapes.items():
+                assert all(lo <= d <= hi for lo, d, hi in zip(profile[name]["min"], shape, profile[name]["max"]))
+    assert profile["past.0.key"]["opt"] == [8, 4, 512 + 32, 8]  # one token halfway through the median prompt
+
+
+def test_tensorrt_generation_has_no_bf16_graph_to_build_from(ctx):
+    with pytest.raises(CellFailure) as failure:
+        TensorRTGenerateBackend().precheck(ctx, "default", "bf16", {})
+    assert failure.value.status == Status.UNSUPPORTED and "allowed: ['fp32', 'fp16']" in failure.value.reason
 
 
 def _io_types(path: str) -> dict[str, str]:

@@ -51,7 +51,8 @@ def test_every_backend_has_a_row_per_cell_and_fp32_ids_match_eager(generated):
     fp32 = measured[measured.precision == "fp32"]
     assert fp32.tokens_match.all() and fp32.first_divergent_step.isna().all()
     tensorrt = results[results.backend == "tensorrt"]
-    assert (tensorrt.status == "skipped").all() and tensorrt.reason.str.contains("TensorRT-LLM").all()
+    assert (tensorrt.status == "skipped").all() and tensorrt.reason.str.contains("needs a CUDA GPU").all()
+    assert (tensorrt.build_s > 0).all()  # the engine was built here, for compute capability 8.9
 
 
 @pytest.mark.slow

@@ -47,6 +47,8 @@ RTX = "tensorrt-rtx"
 FLAVOUR_MODULES = {FULL: ("tensorrt",), RTX: ("tensorrt_rtx", "tensorrt_rtx_bindings")}
 FLAVOUR_LABELS = {FULL: "TensorRT", RTX: "TensorRT-RTX"}
 SHAPE_MODES = ("dynamic", "static")
+#: what TensorRT-RTX builds for where the local GPU is none of its targets (Ada: the newest it runs on widely)
+DEFAULT_CC = "8.9"
 _CC_PATTERN = re.compile(r"^\d{1,2}\.\d$")
 
 
@@ -66,7 +68,7 @@ class TensorRTBuildSpec(BaseModel):
     #: "auto": the local GPU, or ``default_compute_capability`` where there is none (or
     #: TensorRT-RTX cannot target it, e.g. Hopper 9.0); or an explicit "8.9"
     target_compute_capability: str = "auto"
-    default_compute_capability: str = "8.9"
+    default_compute_capability: str = DEFAULT_CC
     workspace_mb: PositiveInt | None = None  # None: TensorRT's default (the device memory)
     engine_dir: str  # conf/base/parameters_tensorrt.yml: the one source of both folders
     timing_cache_dir: str
@@ -270,7 +272,7 @@ def build_engine(
     engine_dir: str | Path,
     *,
     precision: str,
-    profile: dict[str, list[int]],
+    profile: dict[str, Any],  # see _add_profile
     target_cc: str,
     flavour: Flavour,
     timing_cache_dir: str | Path | None = None,
@@ -386,19 +388,30 @@ def _strongly_typed_flag(trt: ModuleType) -> int:
     return 0 if flag is None else 1 << int(flag)
 
 
-def _add_profile(builder: Any, config: Any, network: Any, profile: dict[str, list[int]]) -> None:
+def _add_profile(builder: Any, config: Any, network: Any, profile: dict[str, Any]) -> None:
+    """One optimization profile: ``{"min", "opt", "max"}`` over [batch, sequence] for every dynamic 2-D input (an
+    encoder's), or ``{"inputs": {name: {"min", "opt", "max"}}}`` naming each dynamic input's own shapes (a
+    decoder's cache inputs are [batch, heads, past, head dim])."""
     optimization_profile = builder.create_optimization_profile()
+    named = profile.get("inputs")
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         shape = tuple(tensor.shape)
         if -1 not in shape:
             continue
-        if len(shape) != 2:
+        if named is not None:
+            if tensor.name not in named:
+                raise EngineError(Status.FAIL_BUILD, f"input {tensor.name!r} has shape {shape} and the profile "
+                                  f"gives it none; it has shapes for {sorted(named)}")
+            shapes = named[tensor.name]
+        elif len(shape) != 2:
             raise EngineError(
                 Status.FAIL_BUILD,
                 f"input {tensor.name!r} has shape {shape}; only [batch, sequence] inputs can be profiled"
             )
-        optimization_profile.set_shape(tensor.name, profile["min"], profile["opt"], profile["max"])
+        else:
+            shapes = profile
+        optimization_profile.set_shape(tensor.name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(optimization_profile)
 
 
