@@ -8,10 +8,14 @@ worker the first time it opens: the scheduler must give its shard to a worker ag
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from bench_pipeline.harness.sweep import plan_units, run_units
 from bench_pipeline.model.reference import compute_reference
 from bench_pipeline.model.source import resolve_model
 from bench_pipeline.system.device import configure_torch
-from ui_helpers import free_port, stop_process_group
+from ui_helpers import background_server, free_port, stop_process_group
 
 pytest.importorskip("distributed")
 
@@ -283,6 +287,77 @@ def test_several_hosts_mode_uses_a_running_scheduler_and_an_http_mlflow_server(s
     assert {extra(r)["gpu_id"] for r in result.rows} == {"3"}
     assert all(r["status"] in MEASURED for r in result.rows)
     assert sorted(r.data.tags["variant"] for r in runs if "mlflow.parentRunId" in r.data.tags) == ["a", "default"]
+
+
+@contextmanager
+def postgresql(log: Path) -> Iterator[str]:
+    """A real PostgreSQL server (Debian's `postgresql` package; `.ci/run` installs it) on 127.0.0.1 with trust
+    auth; its SQLAlchemy URI. PostgreSQL refuses to run as root: as root it runs as the `postgres` user, in a
+    folder of its own (pytest's are private to root)."""
+    initdb = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql)")
+    bin_dir = Path(initdb).resolve().parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    home = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    data = home / "data"
+    if as_postgres:
+        shutil.chown(home, "postgres")
+    port = free_port()
+    try:
+        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+                       check=True, capture_output=True)
+        subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", home / "server.log", "-w", "start", "-o",
+                        f"-p {port} -k {home} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
+                           capture_output=True)
+        if (home / "server.log").exists():
+            shutil.copy(home / "server.log", log)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_several_hosts_mode_writes_concurrent_child_runs_through_an_mlflow_server_on_postgresql(setup, sim_backend,
+                                                                                                 tmp_path):
+    """The README's several-hosts recipe, all of it real on one machine: PostgreSQL, `mlflow server
+    --backend-store-uri postgresql://...`, `dask scheduler` and two `dask worker --nthreads 1 --resources GPU=1`
+    (SIMULATED GPUs 3 and 5) whose shards write their child runs at the same time."""
+    from distributed import Client
+    from mlflow import MlflowClient
+
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
+    env = os.environ | {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
+    config = config_for(tmp_path, scheduler=address)  # a shard per unit
+    units = [u for u in plan(setup, config, tmp_path / "journal") if u.variant in ("default", "a", "b", "c")]
+    with postgresql(tmp_path / "postgresql.log") as store, \
+            background_server([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+                                          "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--workers", "2"],
+                                         tmp_path, f"{url}/health", tmp_path / "mlflow.log"), \
+            started([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                     "--no-dashboard"], tmp_path / "scheduler.log", env), \
+            started([dask_cli, "worker", address, "--nthreads", "1", "--resources", "GPU=1", "--no-dashboard"],
+                    tmp_path / "worker3.log", env | {"CUDA_VISIBLE_DEVICES": "3"}), \
+            started([dask_cli, "worker", address, "--nthreads", "1", "--resources", "GPU=1", "--no-dashboard"],
+                    tmp_path / "worker5.log", env | {"CUDA_VISIBLE_DEVICES": "5"}):
+        with Client(address, timeout=120) as client:
+            client.wait_for_workers(2, timeout=120)
+        result = fan_out(units, config, url, project_dir=tmp_path, fanout_dir=tmp_path / "fanout")
+        client = MlflowClient(tracking_uri=url)
+        runs = client.search_runs([client.get_experiment_by_name("bench_pipeline").experiment_id])
+    assert {extra(r)["gpu_id"] for r in result.rows} == {"3", "5"}
+    assert all(r["status"] in MEASURED for r in result.rows)
+    spans = {gpu: [(s["start"], s["end"]) for s in result.shards if s["device"]["gpu_id"] == gpu] for gpu in "35"}
+    assert any(a < d and c < b for a, b in spans["3"] for c, d in spans["5"])  # shards on both GPUs wrote at once
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    # a shard per candidate, each with its own baseline measured beside it
+    assert sorted(r.data.tags["variant"] for r in children) == ["a", "b", "c", "default", "default", "default"]
+    assert all(r.info.status == "FINISHED" and all(t in r.data.tags for t in TAGS) for r in children)
 
 
 def test_the_kedro_run_fans_out_with_one_simulated_gpu_and_keeps_its_outputs(tiny_bert_dir, tmp_path):
