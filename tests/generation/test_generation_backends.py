@@ -4,6 +4,7 @@ greedy ids as FP32 eager with the dynamic cache, and the KV cache paying off per
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from bench_pipeline.backends.base import Cell, CellFailure
+from bench_pipeline.backends.tensorrt.build import EngineError, TensorRTBuildSpec, build_engine, detect_flavour
 from bench_pipeline.config import BenchmarkConfig, ModelSpec
 from bench_pipeline.generation.model import materialize_preset, prompt_ids, resolve_generation_model
 from bench_pipeline.generation.onnx_export import cache_names, export_generation_onnx
@@ -22,6 +24,7 @@ from bench_pipeline.generation.torch_backend import CompiledGenerateBackend, Eag
 from bench_pipeline.harness.status import Status
 
 NEW_TOKENS = 6
+RTX_MISSING = "TensorRT-RTX (extra tensorrt-rtx) builds engines without a GPU"
 VARIANTS = [
     (EagerGenerateBackend, {"cache": "static"}),
     (CompiledGenerateBackend, {"backend": "eager"}),
@@ -34,9 +37,11 @@ VARIANTS = [
 def ctx(tmp_path_factory) -> GenerationContext:
     models = tmp_path_factory.mktemp("models")
     info = resolve_generation_model(ModelSpec(source="default"), models, seed=0)
+    tensorrt = TensorRTBuildSpec(flavour="tensorrt-rtx", engine_dir=str(models / "engines"),
+                                 timing_cache_dir=str(models / "timing"))
     return GenerationContext(model_dir=materialize_preset("tiny-llama", models, 0), model_info=info,
                              device=torch.device("cpu"), threads=1, cells=[], workdir=models / "work",
-                             new_tokens=NEW_TOKENS)
+                             new_tokens=NEW_TOKENS, tensorrt_build=tensorrt)
 
 
 def generate(backend, ctx, options, cell, precision="fp32"):
@@ -104,16 +109,17 @@ def test_cached_decode_is_faster_per_token_than_no_cache_at_a_long_prompt(ctx):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_builds_the_decoder_engine_here_and_skips_its_cells_with_the_build_costs(ctx, precision):
     """A real TensorRT-RTX build on this GPU-less machine, for compute capability 8.9: the row keeps what it cost."""
+    pytest.importorskip("tensorrt_rtx_bindings", reason=RTX_MISSING)
     ctx = dataclasses.replace(ctx, cells=[Cell(1, 16), Cell(4, 32)])
     with pytest.raises(CellFailure) as failure:
         TensorRTGenerateBackend().open(ctx, "default", precision, {})
     skip = failure.value
-    assert skip.status == Status.SKIPPED and "needs a CUDA GPU to run an engine" in skip.reason
+    assert skip.status == Status.SKIPPED and "this run's device is cpu" in skip.reason
     assert skip.costs["build_s"] > 0 and skip.costs["export_s"] > 0
     assert skip.extra["target_cc"] == "8.9" and "there is no GPU here" in skip.extra["build_note"]
     assert skip.extra["profiles"] == ["batch 1..4 x new tokens 1..32 x past 0..36, tuned for batch 4, "
-                                      f"one token on a past of {32 + NEW_TOKENS // 2}"]
-    engines = list((ctx.workdir / "engines").glob(f"{precision}-*.plan"))
+                                      f"1 new token(s) on a past of {32 + NEW_TOKENS // 2 - 1}"]
+    engines = list(Path(ctx.tensorrt_build.engine_dir).glob(f"{precision}-*.plan"))
     assert len(engines) == 1 and engines[0].stat().st_size == skip.extra["engine_bytes"] > 0
     with pytest.raises(CellFailure) as again:  # the same graph and profile: the engine on disk, not a rebuild
         TensorRTGenerateBackend().open(ctx, "default", precision, {})
@@ -131,7 +137,18 @@ def test_decoder_profile_covers_the_prefill_and_the_last_decode_step_of_every_ce
         for shapes in (prefill, decode):
             for name, shape in shapes.items():
                 assert all(lo <= d <= hi for lo, d, hi in zip(profile[name]["min"], shape, profile[name]["max"]))
-    assert profile["past.0.key"]["opt"] == [8, 4, 512 + 32, 8]  # one token halfway through the median prompt
+    assert profile["past.0.key"]["opt"] == [8, 4, 512 + 31, 8]  # the 33rd token of the median prompt's 64
+    one_token = decoder_profile([Cell(2, 16)], 1, layout)["inputs"]  # only a prefill: no past ever
+    assert one_token["past.0.key"]["max"] == [2, 4, 0, 8] and one_token["input_ids"]["opt"] == [2, 16]
+
+
+def test_a_profile_for_another_graph_fails_the_build_naming_the_inputs(ctx, tmp_path):
+    pytest.importorskip("tensorrt_rtx_bindings", reason=RTX_MISSING)
+    graph = export_generation_onnx(ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir, True)
+    flavour, _ = detect_flavour("tensorrt-rtx")
+    wrong = decoder_profile([Cell(1, 16)], 4, graph | {"layers": graph["layers"] + 1})  # one cache layer too many
+    with pytest.raises(EngineError, match=r"the profile names input\(s\) \['past.2.key', 'past.2.value'\]"):
+        build_engine(graph["path"], tmp_path, precision="fp32", profile=wrong, target_cc="8.9", flavour=flavour)
 
 
 def test_tensorrt_generation_has_no_bf16_graph_to_build_from(ctx):

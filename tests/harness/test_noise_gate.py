@@ -20,6 +20,7 @@ from bench_pipeline.model.source import resolve_model
 from bench_pipeline.system.device import configure_torch
 
 CELLS = [Cell(1, 16), Cell(2, 16)]
+ROUNDS = {"count": 2, "retries": 1}
 TIMING = {"warmup_iters": 5, "warmup_s": 0.05, "min_iters": 20, "min_time_s": 0.3, "max_time_s": 10}
 
 
@@ -48,7 +49,7 @@ def test_cells_timed_beside_busy_processes_are_unstable_and_measured_again_on_re
     journal = Journal(tmp_path / "eager.jsonl")
     load = busy_processes(usable_cores())  # every core kept busy by someone else
     try:
-        loaded = sweep(setup, journal, rounds={"count": 2, "retries": 1})
+        loaded = sweep(setup, journal, rounds=ROUNDS)
     finally:
         for process in load:
             process.kill()
@@ -58,12 +59,13 @@ def test_cells_timed_beside_busy_processes_are_unstable_and_measured_again_on_re
         assert "other processes kept" in row["contamination"] and "other processes kept" in row["reason"]
         assert row["p50_ms"] > 0  # the numbers are kept, marked
         assert len(json.loads(row["extra"])["round_p50_ms"]) == 3  # and every round's median with them
-        # the retry's round is counted only if it agrees with the others; either way none is lost
-        assert row["rounds"] >= 2 and row["rounds"] + row["rounds_set_aside"] == 3
-        assert len(json.loads(row["extra"])["counted_rounds"]) == row["rounds"]
+        # the retry's round counts only if it agrees with the others (harness/stats.py agreeing_rounds, tested in
+        # test_stats.py): which rounds agree depends on the load, that none is lost does not
+        assert row["rounds"] == len(json.loads(row["extra"])["counted_rounds"]) >= 2
+        assert row["rounds"] + row["rounds_set_aside"] == 3
     assert not any(reusable(entry["row"]) for entry in journal.load().values())
 
-    rerun = sweep(setup, journal, rounds={"count": 2, "retries": 1})
+    rerun = sweep(setup, journal, rounds=ROUNDS)
     assert all("reused_from_journal" not in json.loads(row["extra"]) for row in rerun)  # measured again
 
 

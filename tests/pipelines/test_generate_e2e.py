@@ -4,6 +4,7 @@ a long prompt, the new metrics in the results and MLflow, the generation figures
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import mlflow
@@ -51,8 +52,9 @@ def test_every_backend_has_a_row_per_cell_and_fp32_ids_match_eager(generated):
     fp32 = measured[measured.precision == "fp32"]
     assert fp32.tokens_match.all() and fp32.first_divergent_step.isna().all()
     tensorrt = results[results.backend == "tensorrt"]
-    assert (tensorrt.status == "skipped").all() and tensorrt.reason.str.contains("needs a CUDA GPU").all()
-    assert (tensorrt.build_s > 0).all()  # the engine was built here, for compute capability 8.9
+    assert (tensorrt.status == "skipped").all()
+    if importlib.util.find_spec("tensorrt_rtx_bindings"):  # TensorRT-RTX builds here, for compute capability 8.9
+        assert tensorrt.reason.str.contains("this run's device is cpu").all() and (tensorrt.build_s > 0).all()
 
 
 @pytest.mark.slow

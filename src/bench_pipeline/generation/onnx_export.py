@@ -18,14 +18,13 @@ pick from the same rounded numbers and each step copies half the bytes to the ho
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench_pipeline.backends.onnx.export import cached_artifact
 from bench_pipeline.backends.onnxruntime.optimize import onnx_bytes, save_onnx_model
 from bench_pipeline.generation.model import load_causal_lm
 
@@ -80,26 +79,23 @@ GRAPH_PRECISIONS = ("fp32", "fp16")
 def export_generation_onnx(model_dir: str | Path, weights_sha256: str, out_dir: Path, with_cache: bool,
                            precision: str = "fp32", opset: int = 17) -> dict[str, Any]:
     """The graph's path and facts (``export_s``, ``cached``, layout); built once per weights, kind, precision
-    and recipe. ``export_s`` of an FP16 graph is what it cost: the FP32 export and the conversion."""
+    and recipe, in the export stage's verified cache (a lock, files moved into place whole, hashes checked on
+    reuse): the backends' workers open at the same time and share ``out_dir``. ``export_s`` of an FP16 graph is
+    what it cost: the FP32 export and the conversion."""
     if precision not in GRAPH_PRECISIONS:
         raise ValueError(f"precision {precision!r} has no generation ONNX graph; allowed: {list(GRAPH_PRECISIONS)}")
     kind = "with-cache" if with_cache else "no-cache"
     versions = f"{torch.__version__}|{_onnxruntime_version()}" if precision == "fp16" else torch.__version__
     key = hashlib.sha256(f"{weights_sha256}|{kind}|{precision}|{opset}|{RECIPE}|{versions}".encode()).hexdigest()[:16]
     path = Path(out_dir) / f"decoder-{kind}-{precision}-{key}.onnx"
-    manifest = path.with_suffix(".json")
-    if path.is_file() and manifest.is_file():
-        return json.loads(manifest.read_text()) | {"cached": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
     if precision == "fp16":
-        record = _float16_graph(export_generation_onnx(model_dir, weights_sha256, out_dir, with_cache, "fp32", opset),
-                                path)
+        fp32 = export_generation_onnx(model_dir, weights_sha256, out_dir, with_cache, "fp32", opset)
+        record = cached_artifact(path, key, lambda tmp: _float16_graph(fp32, tmp), elapsed_as="float16_convert_s")
+        record["export_s"] = fp32["export_s"] + record["float16_convert_s"]
     else:
-        record = _fp32_graph(model_dir, path, with_cache, opset)
-    record |= {"path": str(path), "kind": kind, "precision": precision, "opset": opset,
-               "size_bytes": onnx_bytes(path)}
-    manifest.write_text(json.dumps(record))
-    return record | {"cached": False}
+        record = cached_artifact(path, key, lambda tmp: _fp32_graph(model_dir, tmp, with_cache, opset),
+                                 elapsed_as="export_s")
+    return record | {"kind": kind, "precision": precision, "opset": opset}
 
 
 def _float16_graph(fp32: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -107,16 +103,12 @@ def _float16_graph(fp32: dict[str, Any], path: Path) -> dict[str, Any]:
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    started = time.perf_counter()
     source = Path(fp32["path"])
     save_onnx_model(OnnxModel(onnx.load(str(source))), path, onnx_bytes(source), float16=True, keep_io_types=False)
-    convert_s = time.perf_counter() - started
-    return {key: fp32[key] for key in ("layers", "kv_heads", "head_dim")} | {
-        "export_s": fp32["export_s"] + convert_s, "float16_convert_s": convert_s, "source": str(source)}
+    return {key: fp32[key] for key in ("layers", "kv_heads", "head_dim")} | {"source": str(source)}
 
 
 def _fp32_graph(model_dir: str | Path, path: Path, with_cache: bool, opset: int) -> dict[str, Any]:
-    started = time.perf_counter()
     model = load_causal_lm(model_dir, "fp32", torch.device("cpu"), attn_implementation="eager")
     layers, heads, head_dim = kv_layout(model)
     past_names, present_names = cache_names(layers)
@@ -137,7 +129,7 @@ def _fp32_graph(model_dir: str | Path, path: Path, with_cache: bool, opset: int)
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
         torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
-    return {"layers": layers, "kv_heads": heads, "head_dim": head_dim, "export_s": time.perf_counter() - started}
+    return {"layers": layers, "kv_heads": heads, "head_dim": head_dim}
 
 
 def _onnxruntime_version() -> str:

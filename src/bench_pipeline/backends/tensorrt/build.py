@@ -18,6 +18,7 @@ is a different key, hence a rebuild, never an engine loaded silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -47,8 +48,6 @@ RTX = "tensorrt-rtx"
 FLAVOUR_MODULES = {FULL: ("tensorrt",), RTX: ("tensorrt_rtx", "tensorrt_rtx_bindings")}
 FLAVOUR_LABELS = {FULL: "TensorRT", RTX: "TensorRT-RTX"}
 SHAPE_MODES = ("dynamic", "static")
-#: what TensorRT-RTX builds for where the local GPU is none of its targets (Ada: the newest it runs on widely)
-DEFAULT_CC = "8.9"
 _CC_PATTERN = re.compile(r"^\d{1,2}\.\d$")
 
 
@@ -68,7 +67,7 @@ class TensorRTBuildSpec(BaseModel):
     #: "auto": the local GPU, or ``default_compute_capability`` where there is none (or
     #: TensorRT-RTX cannot target it, e.g. Hopper 9.0); or an explicit "8.9"
     target_compute_capability: str = "auto"
-    default_compute_capability: str = DEFAULT_CC
+    default_compute_capability: str = "8.9"
     workspace_mb: PositiveInt | None = None  # None: TensorRT's default (the device memory)
     engine_dir: str  # conf/base/parameters_tensorrt.yml: the one source of both folders
     timing_cache_dir: str
@@ -155,6 +154,15 @@ def local_gpu(device: Any = None) -> tuple[tuple[int, int], str] | None:
         return None
     index = torch.cuda.current_device() if device is None else device
     return tuple(torch.cuda.get_device_capability(index)), torch.cuda.get_device_name(index)
+
+
+def building_on(device: Any) -> contextlib.AbstractContextManager:
+    """TensorRT builds on the current CUDA device: make it the benchmark's."""
+    import torch
+
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
 
 def resolve_target(
@@ -394,8 +402,12 @@ def _add_profile(builder: Any, config: Any, network: Any, profile: dict[str, Any
     decoder's cache inputs are [batch, heads, past, head dim])."""
     optimization_profile = builder.create_optimization_profile()
     named = profile.get("inputs")
-    for index in range(network.num_inputs):
-        tensor = network.get_input(index)
+    inputs = [network.get_input(index) for index in range(network.num_inputs)]
+    unknown = sorted(set(named or ()) - {tensor.name for tensor in inputs})
+    if unknown:  # a profile written for another graph (e.g. other cache names) must not build a wrong engine
+        raise EngineError(Status.FAIL_BUILD, f"the profile names input(s) {unknown} the network does not have; "
+                          f"it has {[tensor.name for tensor in inputs]}")
+    for tensor in inputs:
         shape = tuple(tensor.shape)
         if -1 not in shape:
             continue
@@ -520,6 +532,12 @@ def read_engine(record: dict[str, Any]) -> bytes:
             Status.ERROR, f"engine file {str(path)!r} does not match its recorded sha256; rerun the tensorrt stage"
         )
     return data
+
+
+def not_on_a_gpu(device: Any, built_with: str, target_cc: str) -> str:
+    """Why an engine that was built is not run on a run whose device is not a GPU."""
+    return (f"TensorRT runs engines only on a CUDA GPU and this run's device is {device} "
+            f"(the {built_with} engine for compute capability {target_cc} was built)")
 
 
 def engine_mismatch(record: dict[str, Any], flavour: Flavour, gpu: tuple[tuple[int, int], str] | None) -> str | None:

@@ -34,6 +34,7 @@ from bench_pipeline.backends.tensorrt.build import (
     detect_flavour,
     engine_mismatch,
     local_gpu,
+    not_on_a_gpu,
     profile_covers,
     read_engine,
     recording_logger,
@@ -77,11 +78,7 @@ class TensorRTBackend(Backend):
         record = TensorRTRecord.model_validate(entry)
         built_with = f"{FLAVOUR_LABELS[record.flavour]} {record.version}"
         if ctx.device.type != "cuda":
-            raise skipped_with_build_facts(
-                f"TensorRT runs engines only on a CUDA GPU and this run's device is {ctx.device} "
-                f"(the {built_with} engine for compute capability {record.target_cc} was built)",
-                record,
-            )
+            raise skipped_with_build_facts(not_on_a_gpu(ctx.device, built_with, record.target_cc), record)
         capability = precision_unsupported(ctx.device, precision) if precision == "tf32" else None
         if capability:  # a TF32 engine on a GPU without TF32 would time FP32 under the name TF32
             raise CellFailure(Status.UNSUPPORTED, capability, costs=one_off_costs(record), extra=build_facts(record))

@@ -10,12 +10,9 @@ numbers instead of silently missing it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench_pipeline.backends.tensorrt import BACKEND
 from bench_pipeline.backends.tensorrt.build import (
@@ -23,6 +20,7 @@ from bench_pipeline.backends.tensorrt.build import (
     Flavour,
     TensorRTBuildSpec,
     build_engines,
+    building_on,
     detect_flavour,
     float16_onnx,
     local_gpu,
@@ -76,7 +74,7 @@ def build_engines_node(
                                   f"no static INT8 QDQ graph to build from: {qdq.get('reason', 'not made')}")
         else:
             path = onnx_int8["int8_static"]["path"] if precision == "int8" else source["path"]
-            with _current_gpu(device):
+            with building_on(device):
                 entry = _build(path, precision, benchmark, tensorrt_build, flavour, gpu)
             entry["export_s"] = source["export_s"]
             if entry["status"] == Status.OK:
@@ -86,13 +84,6 @@ def build_engines_node(
         artifacts[precision] = entry
         _log(precision, entry, flavour)
     return artifacts
-
-
-def _current_gpu(device: torch.device) -> contextlib.AbstractContextManager:
-    """TensorRT builds on the current CUDA device: make it the benchmark's."""
-    if device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.device(device)
-    return contextlib.nullcontext()
 
 
 def precisions_to_build(benchmark: BenchmarkConfig) -> list[str]:

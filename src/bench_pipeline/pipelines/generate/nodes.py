@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from bench_pipeline.backends.base import grid_cells
+from bench_pipeline.backends.tensorrt.build import TensorRTBuildSpec
 from bench_pipeline.config import BenchmarkConfig, PathsConfig
 from bench_pipeline.generation import GENERATION_BACKENDS
 from bench_pipeline.generation.model import (
@@ -67,12 +68,13 @@ def generation_reference_node(model_info: dict[str, Any], config: BenchmarkConfi
 
 
 def generate_node(model_info: dict[str, Any], environment: dict[str, Any], reference: dict[str, np.ndarray],
-                  config: BenchmarkConfig, paths: PathsConfig) -> tuple[pd.DataFrame, ...]:
+                  config: BenchmarkConfig, paths: PathsConfig,
+                  tensorrt_build: TensorRTBuildSpec) -> tuple[pd.DataFrame, ...]:
     """Results and raw per-generation times per backend (``GENERATION_BACKENDS`` order)."""
     _require_generate(config)
     for warning in filter(None, [load_check()]):
         log.warning("%s: the noise gate will mark the cells it contaminates unstable", warning)
-    rows, raw = run_units(plan_generation(model_info, environment, reference, config, paths), config)
+    rows, raw = run_units(plan_generation(model_info, environment, reference, config, paths, tensorrt_build), config)
     backends = list(GENERATION_BACKENDS)
     results = [to_frame([r for r in rows if r["backend"] == b]) for b in backends]
     times = [raw_times_frame({k: v for k, v in raw.items() if k.split("/")[0] == b}) for b in backends]

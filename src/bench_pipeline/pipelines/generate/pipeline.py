@@ -22,6 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(environment_node, "params:benchmark", "environment", name="environment_node"),
         Node(generation_reference_node, ["model_info", "params:benchmark"], "generation_reference",
              name="generation_reference_node"),
-        Node(generate_node, ["model_info", "environment", "generation_reference", "params:benchmark", "params:paths"],
+        Node(generate_node, ["model_info", "environment", "generation_reference", "params:benchmark", "params:paths",
+                             "params:tensorrt_build"],
              [*[f"results_{b}" for b in backends], *[f"raw_times_{b}" for b in backends]], name="generate_node"),
     ])
