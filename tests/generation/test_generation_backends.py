@@ -208,3 +208,28 @@ def test_onnxruntime_generation_bf16_is_unsupported_with_the_reason(ctx):
     with pytest.raises(CellFailure, match="no BF16 generation graph") as failure:
         OrtGenerateBackend().precheck(ctx, "cpu", "bf16", {"provider": "cpu"})
     assert failure.value.status == Status.UNSUPPORTED
+
+
+def test_a_decoder_that_cannot_be_exported_is_fail_export_naming_the_graph(ctx, tmp_path):
+    broken = dataclasses.replace(ctx, model_dir=tmp_path / "no-model-here", workdir=tmp_path / "work")
+    for backend in (OrtGenerateBackend, TensorRTGenerateBackend):
+        with pytest.raises(CellFailure) as failure:
+            backend().open(broken, "v", "fp32", {"provider": "cpu"} if backend is OrtGenerateBackend else {})
+        assert failure.value.status == Status.FAIL_EXPORT
+        assert failure.value.reason.startswith("decoder ONNX export (with cache, fp32): ")
+
+
+def test_a_build_that_runs_out_of_memory_keeps_the_export_cost_and_the_target_fake_build_failure(ctx, monkeypatch):
+    """An out-of-memory inside TensorRT cannot be made to happen here: the builder call is replaced by one that
+    raises as a native library does."""
+    pytest.importorskip("tensorrt_rtx_bindings", reason=RTX_MISSING)
+    from bench_pipeline.generation import tensorrt_backend
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("std::bad_alloc: out of memory")
+
+    monkeypatch.setattr(tensorrt_backend, "build_engine", out_of_memory)
+    with pytest.raises(CellFailure) as failure:
+        TensorRTGenerateBackend().open(dataclasses.replace(ctx, cells=[Cell(1, 16)]), "default", "fp32", {})
+    assert failure.value.status == Status.OOM and "out of memory" in failure.value.reason
+    assert failure.value.costs["export_s"] > 0 and failure.value.extra["target_cc"] == "8.9"

@@ -3,7 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
-from bench_pipeline.config import BenchmarkConfig, PathsConfig
+from bench_pipeline.backends.tensorrt.build import TensorRTBuildSpec
+from bench_pipeline.config import BenchmarkConfig, ModelSpec, PathsConfig
+from bench_pipeline.generation.model import resolve_generation_model
+from bench_pipeline.generation.plan import plan_generation
 from bench_pipeline.model.source import default_model_dir
 from bench_pipeline.pipelines.model.nodes import resolve_model_node
 
@@ -93,3 +96,17 @@ def test_the_forward_pipeline_refuses_a_generation_config_before_building_anythi
     with pytest.raises(ValueError, match=r"benchmark.scenario is 'generate': run `kedro run --pipelines=generate`"):
         resolve_model_node(BenchmarkConfig(**generate()), paths)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_generation_of_other_length_is_another_journal_cell(tmp_path):
+    """Resume must not serve a row of 8 new tokens to a run of 16: the journal key holds new_tokens."""
+    paths = PathsConfig(models_dir=tmp_path / "m", journal_dir=tmp_path / "j", work_dir=tmp_path / "w",
+                        fanout_dir=tmp_path / "f")
+    info = resolve_generation_model(ModelSpec(source="default"), paths.models_dir, seed=0)
+    tensorrt = TensorRTBuildSpec(engine_dir=str(tmp_path / "e"), timing_cache_dir=str(tmp_path / "t"))
+
+    def keys(new_tokens: int) -> set[str]:
+        config = BenchmarkConfig(**generate(generate={"new_tokens": new_tokens}))
+        return {k for u in plan_generation(info, {}, {}, config, paths, tensorrt) for k in u.keys.values()}
+
+    assert keys(8) == keys(8) and not keys(8) & keys(16)

@@ -24,9 +24,11 @@ from typing import Any
 
 import torch
 
+from bench_pipeline.backends.base import CellFailure
 from bench_pipeline.backends.onnx.export import cached_artifact
 from bench_pipeline.backends.onnxruntime.optimize import onnx_bytes, save_onnx_model
 from bench_pipeline.generation.model import load_causal_lm
+from bench_pipeline.harness.status import Status
 
 RECIPE = 1  # bump when the export changes, so cached graphs stop matching
 
@@ -92,10 +94,22 @@ def export_generation_onnx(model_dir: str | Path, weights_sha256: str, out_dir: 
         fp32 = export_generation_onnx(model_dir, weights_sha256, out_dir, with_cache, "fp32", opset)
         record = cached_artifact(path, key, lambda tmp: _float16_graph(fp32, tmp), elapsed_as="float16_convert_s")
         record["export_s"] = fp32["export_s"] + record["float16_convert_s"]
+        record["cached"] = record["cached"] and fp32["cached"]  # cached only if nothing was exported now
     else:
         record = cached_artifact(path, key, lambda tmp: _fp32_graph(model_dir, tmp, with_cache, opset),
                                  elapsed_as="export_s")
     return record | {"kind": kind, "precision": precision, "opset": opset}
+
+
+def exported_or_failed(ctx: Any, with_cache: bool, precision: str) -> dict[str, Any]:
+    """``export_generation_onnx`` for a backend's ``open``: a graph that cannot be made is the unit's
+    ``fail_export`` (with the exporter's words), not an ``error``."""
+    try:
+        return export_generation_onnx(ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir, with_cache,
+                                      precision)
+    except Exception as error:  # noqa: BLE001 - the exporter and the converter raise many kinds
+        raise CellFailure(Status.FAIL_EXPORT, f"decoder ONNX export ({'with' if with_cache else 'no'} cache, "
+                          f"{precision}): {type(error).__name__}: {error}") from error
 
 
 def _float16_graph(fp32: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import torch
 
 from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, CellRunner, Session
 from bench_pipeline.generation.model import eos_ids, prompt_ids
-from bench_pipeline.generation.onnx_export import cache_names, export_generation_onnx
+from bench_pipeline.generation.onnx_export import cache_names, exported_or_failed
 from bench_pipeline.generation.parity import token_parity
 from bench_pipeline.generation.steps import GenerationLog, StepClock
 from bench_pipeline.harness.status import Status
@@ -177,8 +177,7 @@ class OrtGenerateBackend(Backend):
 
         self.precheck(ctx, variant, precision, options)
         with_cache = options.get("cache", True)
-        record = export_generation_onnx(ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir, with_cache,
-                                        precision)
+        record = exported_or_failed(ctx, with_cache, precision)
         started = time.perf_counter()
         settings = ort.SessionOptions()
         settings.intra_op_num_threads = ctx.threads

@@ -37,7 +37,9 @@ def plan_generation(model_info: dict[str, Any], environment: dict[str, Any], ref
             cells=grid_cells(config), workdir=paths.work_dir / "generate",  # a cell's seq: the prompt length
             new_tokens=config.generate.new_tokens, tensorrt_build=tensorrt_build,
         )
-        context = key_context(model_info, environment, config, {"scenario": "generate"})
+        # the scenario and its one setting outside the grid and the variant: a cell of 64 tokens is not one of 8
+        context = key_context(model_info, environment, config) | {
+            "scenario": "generate", "new_tokens": config.generate.new_tokens}
         journal = Journal(paths.journal_dir / f"generate_{name}.jsonl")
         units += plan_units(name, spec, config, ctx, reference, journal, context, reuse=config.resume,
                             target=GENERATION_BACKENDS[name])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, Session
+from bench_pipeline.backends.base import Backend, BackendContext, Cell, CellFailure, Session, is_out_of_memory
 from bench_pipeline.backends.tensorrt.build import (
     EngineError,
     Flavour,
@@ -29,7 +29,7 @@ from bench_pipeline.backends.tensorrt.build import (
     not_on_a_gpu,
     resolve_target,
 )
-from bench_pipeline.generation.onnx_export import GRAPH_PRECISIONS, cache_names, export_generation_onnx
+from bench_pipeline.generation.onnx_export import GRAPH_PRECISIONS, cache_names, exported_or_failed
 from bench_pipeline.harness.status import Status
 
 NO_DECODE_LOOP = ("the engine is built and this GPU could run it, but this project has no TensorRT decode loop: "
@@ -80,12 +80,12 @@ class TensorRTGenerateBackend(Backend):
     def open(self, ctx: BackendContext, variant: str, precision: str, options: dict[str, Any]) -> Session:
         flavour = self._flavour(ctx, precision)
         spec = ctx.tensorrt_build
-        graph = export_generation_onnx(ctx.model_dir, ctx.model_info["weights_sha256"], ctx.workdir, True, precision)
+        graph = exported_or_failed(ctx, True, precision)
         profile = decoder_profile(ctx.cells, ctx.new_tokens, graph)
         costs = {"export_s": graph["export_s"]}
         extra = {"flavour": flavour.label, "profiles": [describe_decoder_profile(profile)],
                  "onnx_cached": graph["cached"], "kv_cache": "past key/values as engine inputs and outputs"}
-        gpu = local_gpu(ctx.device) if ctx.device.type == "cuda" else None
+        gpu = local_gpu(ctx.device if ctx.device.type == "cuda" else None)  # as the forward stage builds
         try:
             target, note = resolve_target(flavour, spec.target_compute_capability, spec.default_compute_capability,
                                           gpu)
@@ -96,10 +96,9 @@ class TensorRTGenerateBackend(Backend):
                                       workspace_mb=spec.workspace_mb, device_name=gpu[1] if gpu else None)
         except EngineError as error:  # what was measured before the failure stays in the rows
             raise CellFailure(error.status, error.reason, costs=costs, extra=extra) from error
-        except MemoryError as error:
-            raise CellFailure(Status.OOM, f"out of host memory while building: {error}", costs, extra) from error
-        except Exception as error:  # noqa: BLE001 - a native library failing is the cell's fail_build
-            raise CellFailure(Status.FAIL_BUILD, f"{type(error).__name__}: {error}", costs, extra) from error
+        except Exception as error:  # noqa: BLE001 - a native library failing is the cell's fail_build (or oom)
+            status = Status.OOM if is_out_of_memory(error) else Status.FAIL_BUILD
+            raise CellFailure(status, f"{type(error).__name__}: {error}", costs, extra) from error
         extra |= {"engine_bytes": engine["engine_bytes"], "build_cache_hit": engine["cache_hit"]}
         if ctx.device.type != "cuda":
             reason = not_on_a_gpu(ctx.device, flavour.label, target)
@@ -109,6 +108,9 @@ class TensorRTGenerateBackend(Backend):
 
     @staticmethod
     def _flavour(ctx: BackendContext, precision: str) -> Flavour:
+        if getattr(ctx, "tensorrt_build", None) is None:
+            raise CellFailure(Status.ERROR, "no tensorrt_build parameters reached this generation context "
+                              "(generation.plan.plan_generation passes them)")
         if precision not in GRAPH_PRECISIONS:
             raise CellFailure(Status.UNSUPPORTED, f"{precision}: no {precision} generation graph to build an engine "
                               f"from; allowed: {list(GRAPH_PRECISIONS)}")
