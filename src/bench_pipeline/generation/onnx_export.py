@@ -12,12 +12,12 @@ converter, as the forward scenario builds its FP16 graph (``backends/onnxruntime
 FP16 graph I/O: ``past``/``present`` stay FP16 on the provider's device from one step to the next (IO binding
 never casts a cache), and ``logits`` are FP16 as HF's FP16 eager model returns them, so both FP16 paths
 pick from the same rounded numbers and each step copies half the bytes to the host. ``input_ids`` and
-``attention_mask`` stay int64. Graphs are cached by the weights' digest, kind, precision and recipe.
+``attention_mask`` stay int64. Graphs are cached by the weights' digest, kind, precision, recipe and the
+library versions every export key holds (``backends/onnx/export.library_versions``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,11 @@ from typing import Any
 import torch
 
 from bench_pipeline.backends.base import CellFailure
-from bench_pipeline.backends.onnx.export import cached_artifact
+from bench_pipeline.backends.onnx.export import cached_artifact, library_versions
 from bench_pipeline.backends.onnxruntime.optimize import onnx_bytes, save_onnx_model
 from bench_pipeline.generation.model import load_causal_lm
 from bench_pipeline.harness.status import Status
+from bench_pipeline.system.files import json_sha256
 
 RECIPE = 1  # bump when the export changes, so cached graphs stop matching
 
@@ -87,8 +88,8 @@ def export_generation_onnx(model_dir: str | Path, weights_sha256: str, out_dir: 
     if precision not in GRAPH_PRECISIONS:
         raise ValueError(f"precision {precision!r} has no generation ONNX graph; allowed: {list(GRAPH_PRECISIONS)}")
     kind = "with-cache" if with_cache else "no-cache"
-    versions = f"{torch.__version__}|{_onnxruntime_version()}" if precision == "fp16" else torch.__version__
-    key = hashlib.sha256(f"{weights_sha256}|{kind}|{precision}|{opset}|{RECIPE}|{versions}".encode()).hexdigest()[:16]
+    key = json_sha256({"weights": weights_sha256, "kind": kind, "precision": precision, "opset": opset,
+                       "recipe": RECIPE, "versions": library_versions()})[:16]
     path = Path(out_dir) / f"decoder-{kind}-{precision}-{key}.onnx"
     if precision == "fp16":
         fp32 = export_generation_onnx(model_dir, weights_sha256, out_dir, with_cache, "fp32", opset)
@@ -144,9 +145,3 @@ def _fp32_graph(model_dir: str | Path, path: Path, with_cache: bool, opset: int)
         torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
     return {"layers": layers, "kv_heads": heads, "head_dim": head_dim}
-
-
-def _onnxruntime_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
